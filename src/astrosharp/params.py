@@ -1,0 +1,182 @@
+"""The one parameter object shared by the command line, the API and any GUI,
+and the formulas that turn the user's controls into target PSFs.
+
+Definitions (used everywhere: code, docs, bench). F is the local source FWHM in
+pixels (geometric mean of the fitted major and minor axes of a pixel-integrated
+elliptical Moffat) and beta its Moffat beta, both measured per tile and channel.
+
+=========================  ===========  =============================================
+control                    range        target
+=========================  ===========  =============================================
+sharpen_stars s            0 .. 1       stars: round Moffat, FWHM = F * (1 - 0.5 s)
+adjust_halos h             -0.5 .. 0.5  stars: beta = beta_src * 2**(-2 h), in [1.2, 10]
+psf_diameter D             None or 0..8 source FWHM for non-stellar work: F (None = auto)
+                                        or D (manual; the source is taken as round)
+sharpen_nonstellar n       0 .. 1       non-stellar: round Moffat, beta_src,
+                                        FWHM = max(F_MIN, (1 - n) * source), never wider
+                                        than the source; D = 0 leaves it untouched
+correct_only               flag         both layers: round Moffat, FWHM F, beta_src
+denoise d                  0 .. 1       fraction of the input's noise removed
+=========================  ===========  =============================================
+
+Sharpen stars 1.0 with sharpen non-stellar 0.5 and automatic PSF asks for the same
+target everywhere (for sources of 2 px FWHM and more): a round Moffat of half the
+source FWHM. The bench uses exactly that setting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from .errors import ParameterError
+
+__all__ = [
+    "SharpenParams",
+    "METHODS",
+    "F_MIN",
+    "BETA_LIMITS",
+    "MAX_PSF_DIAMETER",
+    "stellar_target",
+    "nonstellar_target",
+    "correct_target",
+]
+
+METHODS = ("nn", "rl", "wiener")
+F_MIN = 1.0
+"""Smallest target FWHM in pixels: below this a PSF is undersampled."""
+BETA_LIMITS = (1.2, 10.0)
+MAX_PSF_DIAMETER = 8.0
+DEFAULT_BETA = 3.0
+"""Moffat beta assumed when there are no stars to measure it from."""
+
+Method = Literal["nn", "rl", "wiener"]
+
+
+@dataclass(frozen=True)
+class SharpenParams:
+    """Controls of one sharpening run (see the module docstring for their meaning).
+
+    Parameters
+    ----------
+    sharpen_stars : float
+        0 to 1; stars' FWHM becomes (1 - 0.5 * sharpen_stars) of its source.
+    adjust_halos : float
+        -0.5 to 0.5; below 0 tighter, darker star wings, above 0 brighter, wider.
+    psf_diameter : float or None
+        None measures the PSF per tile (automatic); a number in 0 to 8 px is the
+        FWHM of the (round) PSF assumed for non-stellar sharpening.
+    sharpen_nonstellar : float
+        0 to 1; non-stellar structure is sharpened to (1 - n) of the source FWHM.
+    correct_only : bool
+        Make the PSF round (and equal in all channels) without sharpening.
+    correct_first : bool
+        Correct, then sharpen, sharing the PSF measurement.
+    nonstellar_then_stellar : bool
+        Sharpen non-stellar structure first, then stars, in two passes.
+    denoise : float
+        0 to 1; fraction of the input's noise removed (0 keeps it all).
+    method : {"nn", "rl", "wiener"}
+        The network (default) or a classical PSF translation.
+    tile_size : int
+        Tile edge in pixels (the engine's 512 by default).
+    overlap : float
+        Fraction of a tile shared with its neighbour (0.2).
+    """
+
+    sharpen_stars: float = 0.25
+    adjust_halos: float = 0.0
+    psf_diameter: float | None = None
+    sharpen_nonstellar: float = 0.90
+    correct_only: bool = False
+    correct_first: bool = False
+    nonstellar_then_stellar: bool = False
+    denoise: float = 0.0
+    method: Method = "nn"
+    tile_size: int = 512
+    overlap: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check_range("sharpen_stars", self.sharpen_stars, 0.0, 1.0)
+        _check_range("adjust_halos", self.adjust_halos, -0.5, 0.5)
+        _check_range("sharpen_nonstellar", self.sharpen_nonstellar, 0.0, 1.0)
+        _check_range("denoise", self.denoise, 0.0, 1.0)
+        if self.psf_diameter is not None:
+            d = self.psf_diameter
+            if not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
+                raise ParameterError(f"psf_diameter must be 'auto' or a number of pixels from 0 to 8, got {d!r}")
+            if d > MAX_PSF_DIAMETER:
+                raise ParameterError(
+                    f"psf_diameter {d:g} px is larger than {MAX_PSF_DIAMETER:g} px: bin the image 2x2 "
+                    f"(halving the PSF diameter) and sharpen the binned image instead"
+                )
+        if self.method not in METHODS:
+            raise ParameterError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.correct_only and (self.correct_first or self.nonstellar_then_stellar):
+            raise ParameterError("correct_only cannot be combined with correct_first or nonstellar_then_stellar")
+        if not isinstance(self.tile_size, int) or self.tile_size < 64:
+            raise ParameterError(f"tile_size must be an integer of at least 64 px, got {self.tile_size!r}")
+        if not 0.0 <= self.overlap < 0.5:
+            raise ParameterError(f"overlap must be in [0, 0.5), got {self.overlap!r}")
+
+    def replace(self, **changes: Any) -> "SharpenParams":
+        """A copy with some controls changed (validated again)."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """A one-line summary for HISTORY records and logs."""
+        psf = "auto" if self.psf_diameter is None else f"{self.psf_diameter:g}px"
+        parts = [
+            f"method={self.method}",
+            f"sharpen_stars={self.sharpen_stars:g}",
+            f"adjust_halos={self.adjust_halos:g}",
+            f"psf_diameter={psf}",
+            f"sharpen_nonstellar={self.sharpen_nonstellar:g}",
+        ]
+        for flag in ("correct_only", "correct_first", "nonstellar_then_stellar"):
+            if getattr(self, flag):
+                parts.append(flag)
+        if self.denoise:
+            parts.append(f"denoise={self.denoise:g}")
+        return " ".join(parts)
+
+
+def _check_range(name: str, value: float, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ParameterError(f"{name} must be a number from {lo:g} to {hi:g}, got {value!r}")
+    if not lo <= value <= hi:
+        raise ParameterError(f"{name} must be from {lo:g} to {hi:g}, got {value:g}")
+
+
+def stellar_target(fwhm: float, beta: float, sharpen_stars: float, adjust_halos: float) -> tuple[float, float]:
+    """Target (FWHM, beta) of stars, from the local source FWHM and beta.
+
+    Works elementwise on NumPy arrays too.
+    """
+    import numpy as np
+
+    t_fwhm = fwhm * (1.0 - 0.5 * sharpen_stars)
+    t_beta = np.clip(beta * 2.0 ** (-2.0 * adjust_halos), *BETA_LIMITS)
+    return t_fwhm, t_beta
+
+
+def nonstellar_target(source_fwhm: float, sharpen_nonstellar: float) -> float:
+    """Target FWHM of non-stellar structure from its source FWHM (F or manual D).
+
+    ``max(F_MIN, (1 - n) * source)``, never wider than the source (so a source
+    narrower than F_MIN, including D = 0, is left as it is). Elementwise.
+    """
+    import numpy as np
+
+    t = np.maximum(F_MIN, (1.0 - sharpen_nonstellar) * np.asarray(source_fwhm, dtype=float))
+    t = np.minimum(t, source_fwhm)
+    return t if np.ndim(t) else float(t)
+
+
+def correct_target(fwhm: float, beta: float) -> tuple[float, float]:
+    """Target (FWHM, beta) of correct-only: round, same FWHM and beta."""
+    return fwhm, beta
