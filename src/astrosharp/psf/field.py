@@ -1,0 +1,178 @@
+"""The PSF field: Moffat parameters per tile node and channel, interpolated
+smoothly to any pixel.
+
+Parameters are stored as ``PARAM_NAMES`` = fwhm (px), beta, e1, e2, asym_x,
+asym_y where ``e1 = e cos 2θ`` and ``e2 = e sin 2θ`` (e = ellipticity, θ the
+major-axis angle) so that orientation interpolates without wrap-around, and
+(asym_x, asym_y) is the coma-like asymmetry vector (dimensionless, 0 for a
+symmetric PSF; defined in :mod:`astrosharp.psf.fit`).
+
+The measurement that fills a field from stars is :func:`measure_psf_field`
+(in :mod:`astrosharp.psf.measure`); this module is only the container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.interpolate import RectBivariateSpline
+
+from ..params import DEFAULT_BETA
+
+__all__ = ["PARAM_NAMES", "ORIGINS", "PSFField"]
+
+PARAM_NAMES = ("fwhm", "beta", "e1", "e2", "asym_x", "asym_y")
+ORIGINS = ("own", "neighbours", "image", "fallback", "manual")
+"""Where a node's values came from (index stored in :attr:`PSFField.origin`)."""
+
+
+@dataclass
+class PSFField:
+    """Moffat PSF parameters on a grid of nodes (tile centres), per channel.
+
+    Attributes
+    ----------
+    shape : (H, W)
+        Image size in pixels.
+    ys, xs : (ny,), (nx,) ndarray
+        Node row and column coordinates (pixels), increasing.
+    values : (C, P, ny, nx) ndarray of float64
+        Parameters in ``PARAM_NAMES`` order.
+    counts : (C, ny, nx) ndarray of int
+        Stars used for each node's own estimate.
+    scatter : (C, P, ny, nx) ndarray of float64
+        Robust scatter (1.4826 MAD) of the stars' values at each node.
+    origin : (C, ny, nx) ndarray of int
+        Index into ``ORIGINS``.
+    notes : list of str
+        What a user should know (fallbacks, borrowed tiles), for the output.
+    """
+
+    shape: tuple[int, int]
+    ys: np.ndarray
+    xs: np.ndarray
+    values: np.ndarray
+    counts: np.ndarray
+    scatter: np.ndarray
+    origin: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    # -- construction -------------------------------------------------
+    @classmethod
+    def uniform(
+        cls,
+        shape: tuple[int, int],
+        channels: int,
+        fwhm: float,
+        beta: float = DEFAULT_BETA,
+        ellipticity: float = 0.0,
+        angle: float = 0.0,
+        origin: str = "manual",
+        note: str | None = None,
+    ) -> "PSFField":
+        """The same PSF everywhere and in every channel (one node)."""
+        h, w = shape
+        t = np.deg2rad(angle)
+        v = np.array([fwhm, beta, ellipticity * np.cos(2 * t), ellipticity * np.sin(2 * t), 0.0, 0.0])
+        values = np.broadcast_to(v[None, :, None, None], (channels, len(PARAM_NAMES), 1, 1)).copy()
+        return cls(
+            shape=(int(h), int(w)),
+            ys=np.array([(h - 1) / 2.0]),
+            xs=np.array([(w - 1) / 2.0]),
+            values=values,
+            counts=np.zeros((channels, 1, 1), dtype=int),
+            scatter=np.zeros_like(values),
+            origin=np.full((channels, 1, 1), ORIGINS.index(origin), dtype=int),
+            notes=[note] if note else [],
+        )
+
+    # -- access -------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        return int(self.values.shape[0])
+
+    def param(self, name: str) -> np.ndarray:
+        """(C, ny, nx) node values of one parameter (also 'ellipticity', 'angle')."""
+        if name == "ellipticity":
+            return np.hypot(self.param("e1"), self.param("e2"))
+        if name == "angle":
+            return np.rad2deg(0.5 * np.arctan2(self.param("e2"), self.param("e1"))) % 180.0
+        return self.values[:, PARAM_NAMES.index(name)]
+
+    def _splines(self, c: int, p: int) -> Any:
+        z = self.values[c, p]
+        ky = min(3, len(self.ys) - 1)
+        kx = min(3, len(self.xs) - 1)
+        if ky == 0 or kx == 0:
+            return None
+        return RectBivariateSpline(self.ys, self.xs, z, kx=ky, ky=kx)
+
+    def maps(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+        """Smoothly interpolated parameters over the box rows y0..y0+h, columns
+        x0..x0+w (may extend beyond the image: values are held constant outside
+        the node range).
+
+        Returns
+        -------
+        (C, P, h, w) ndarray of float32
+        """
+        yy = np.clip(np.arange(y0, y0 + h, dtype=float), self.ys[0], self.ys[-1])
+        xx = np.clip(np.arange(x0, x0 + w, dtype=float), self.xs[0], self.xs[-1])
+        out = np.empty((self.channels, len(PARAM_NAMES), h, w), dtype=np.float32)
+        for c in range(self.channels):
+            for p in range(len(PARAM_NAMES)):
+                z = self.values[c, p]
+                if z.size == 1 or np.all(z == z.flat[0]):
+                    out[c, p] = z.flat[0]
+                    continue
+                if len(self.ys) == 1 or len(self.xs) == 1:
+                    # 1-D interpolation along the axis that has nodes
+                    if len(self.ys) == 1:
+                        line = np.interp(xx, self.xs, z[0])
+                        out[c, p] = line[None, :]
+                    else:
+                        line = np.interp(yy, self.ys, z[:, 0])
+                        out[c, p] = line[:, None]
+                    continue
+                sp = self._splines(c, p)
+                m = sp(yy, xx)
+                out[c, p] = np.clip(m, z.min(), z.max())  # no spline overshoot
+        return out
+
+    def at(self, y: float, x: float, channel: int = 0) -> dict[str, float]:
+        """Parameters at one pixel: fwhm, beta, ellipticity, angle (deg), asym_x, asym_y."""
+        m = self.maps(int(round(y)), int(round(x)), 1, 1)[channel, :, 0, 0].astype(float)
+        d = dict(zip(PARAM_NAMES, m))
+        e = float(np.hypot(d["e1"], d["e2"]))
+        ang = float(np.rad2deg(0.5 * np.arctan2(d["e2"], d["e1"])) % 180.0)
+        return {
+            "fwhm": d["fwhm"],
+            "beta": d["beta"],
+            "ellipticity": e,
+            "angle": ang,
+            "asym_x": d["asym_x"],
+            "asym_y": d["asym_y"],
+        }
+
+    def median(self, channel: int = 0) -> dict[str, float]:
+        """Median over nodes of each parameter of one channel (plus ellipticity, angle)."""
+        out = {n: float(np.median(self.param(n)[channel])) for n in PARAM_NAMES}
+        out["ellipticity"] = float(np.median(self.param("ellipticity")[channel]))
+        out["angle"] = float(np.median(self.param("angle")[channel]))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description of the field."""
+        return {
+            "shape": list(self.shape),
+            "ys": self.ys.tolist(),
+            "xs": self.xs.tolist(),
+            "params": list(PARAM_NAMES),
+            "values": self.values.tolist(),
+            "counts": self.counts.tolist(),
+            "scatter": self.scatter.tolist(),
+            "origin": [[[ORIGINS[i] for i in row] for row in ch] for ch in self.origin.tolist()],
+            "notes": list(self.notes),
+        }
