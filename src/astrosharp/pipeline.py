@@ -1,0 +1,467 @@
+"""The sharpening pipeline: measure, plan, translate tile by tile, compose.
+
+Data flow (DESIGN.md section 2), every step a function on arrays:
+
+1. **Bad pixels.** NaN and infinite pixels are excluded: background and PSF
+   measurement ignore them, processing sees them filled with the smooth local
+   background, and afterwards they are put back where they were (in the
+   non-stellar layer; the stars layer is 0 there). Their count is reported.
+2. **Degenerate images.** An image whose finite pixels are all equal in every
+   channel (all zero, constant, or empty after masking) has nothing to sharpen:
+   it is returned unchanged with a note and a :class:`DataWarning`. An image
+   with no finite pixel at all raises :class:`ImageDataError`. Negative values
+   are allowed (linear data may be sky-subtracted).
+3. **Background and noise** per channel (:mod:`astrosharp.noise`). A noise of
+   zero (noise-free synthetic data) is floored at ``SIGMA_FLOOR`` of the
+   signal range so that normalisation stays finite.
+4. **PSF field**: measured from the stars (:mod:`astrosharp.psf.measure`), or
+   given by the caller. A manual ``psf_diameter`` is the round source PSF of
+   non-stellar work (the method receives it through the parameters); stars
+   keep the measured field.
+5. **Translation** tile by tile on the engine's plan (:func:`astrosharp.tiles.run_tiled`)
+   with the network (``method="nn"``) or a classical method (``"rl"``,
+   ``"wiener"``, :mod:`astrosharp.classical`), giving a stars layer and a
+   non-stellar layer whose sum is the sharpened image.
+6. **Passes.** ``correct_first`` runs a correct-only pass, then the sharpening
+   pass on its output, sharing the measurement: after correction the PSF is
+   round, with the same FWHM (the median of the channels') and beta.
+   ``nonstellar_then_stellar`` runs a non-stellar pass (stars at their source
+   size, made round) then a stellar pass (non-stellar structure left as it is).
+   Denoising is done in the first pass, where the input's noise still is.
+
+If the shipped network cannot be loaded, ``method="nn"`` falls back to
+Richardson-Lucy with a warning and a note (the result says which method ran).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import AstrosharpWarning, DataWarning, ImageDataError, ModelError
+from .image import Image
+from .params import SharpenParams
+from .psf.field import PARAM_NAMES, PSFField
+from .tiles import plan_grid, run_tiled
+
+__all__ = [
+    "SharpenResult",
+    "SIGMA_FLOOR",
+    "sharpen",
+    "measure_psf",
+    "sharpen_file",
+    "round_field",
+    "detect_saturation",
+    "history_line",
+]
+
+SIGMA_FLOOR = 1e-4
+"""Smallest noise used for normalisation, as a fraction of the signal range
+(99.9th percentile minus background) of the channel."""
+BATCH = 4
+"""Tiles per call of the network (memory holds one batch of tiles)."""
+_SATURATED_MIN_PIXELS = 4
+
+
+@dataclass
+class SharpenResult:
+    """What :func:`sharpen` produced, with its diagnostics.
+
+    Attributes
+    ----------
+    image : Image
+        The sharpened image (input metadata kept), ``stars + nonstellar``.
+    stars, nonstellar : (C, H, W) ndarray of float32
+        The two layers; the background and the noise belong to ``nonstellar``,
+        which alone is a starless image. NaN / Inf input pixels are put back in
+        ``nonstellar`` (``stars`` is 0 there).
+    psf_field : PSFField or None
+        The source PSF field used (None for a degenerate image).
+    params : SharpenParams
+        The controls used.
+    method : str
+        The method that actually ran (``"nn"``, ``"rl"``, ``"wiener"`` or
+        ``"none"`` for a degenerate image returned unchanged).
+    notes : list of str
+        What a user should know (fallbacks, bad pixels, ...).
+    timings : dict of str to float
+        Seconds spent per step, and ``"total"``.
+    bad_pixels : int
+        Number of NaN / Inf input values (over all channels).
+    """
+
+    image: Image
+    stars: np.ndarray
+    nonstellar: np.ndarray
+    psf_field: PSFField | None
+    params: SharpenParams
+    method: str
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    bad_pixels: int = 0
+
+
+# ---------------------------------------------------------------------------
+# helpers on arrays
+# ---------------------------------------------------------------------------
+
+
+def _as_image(image: Image | np.ndarray) -> Image:
+    if isinstance(image, Image):
+        return image
+    return Image(data=np.asarray(image))
+
+
+def detect_saturation(data: np.ndarray, minimum_pixels: int = _SATURATED_MIN_PIXELS) -> np.ndarray | None:
+    """Saturation level per channel, where the data were clipped.
+
+    A channel counts as clipped when at least ``minimum_pixels`` of its finite
+    pixels share its maximum value (within 1e-6 relative).
+
+    Parameters
+    ----------
+    data : (C, H, W) ndarray
+
+    Returns
+    -------
+    (C,) ndarray of float64 or None
+        The level (image units) per channel, ``inf`` for channels that are not
+        clipped; None when no channel is.
+    """
+    c = data.shape[0]
+    out = np.full(c, np.inf)
+    for i in range(c):
+        ch = data[i]
+        m = np.nanmax(np.where(np.isfinite(ch), ch, -np.inf))
+        if not np.isfinite(m) or m <= 0:
+            continue
+        n = int(np.count_nonzero(ch >= m * (1.0 - 1e-6)))
+        if n >= minimum_pixels:
+            out[i] = float(m)
+    return None if np.all(np.isinf(out)) else out
+
+
+def round_field(psf: PSFField, equalise_channels: bool) -> PSFField:
+    """The PSF field after a pass of translation: round (no ellipticity, no
+    asymmetry), same FWHM and beta; with ``equalise_channels`` every channel
+    gets the median FWHM of the channels (what correct-only produces)."""
+    values = psf.values.copy()
+    for name in ("e1", "e2", "asym_x", "asym_y"):
+        values[:, PARAM_NAMES.index(name)] = 0.0
+    if equalise_channels and psf.channels > 1:
+        i = PARAM_NAMES.index("fwhm")
+        values[:, i] = np.median(values[:, i], axis=0, keepdims=True)
+    return PSFField(
+        shape=psf.shape,
+        ys=psf.ys.copy(),
+        xs=psf.xs.copy(),
+        values=values,
+        counts=psf.counts.copy(),
+        scatter=psf.scatter.copy(),
+        origin=psf.origin.copy(),
+        notes=list(psf.notes),
+    )
+
+
+def _noise_floor(data: np.ndarray, level: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    out = np.asarray(sigma, dtype=np.float64).copy()
+    for c in range(data.shape[0]):
+        ch = data[c][np.isfinite(data[c])]
+        span = float(np.percentile(ch, 99.9) - level[c]) if ch.size else 0.0
+        floor = max(SIGMA_FLOOR * abs(span), 1e-12)
+        if not np.isfinite(out[c]) or out[c] < floor:
+            out[c] = floor
+    return out
+
+
+def _measure_field(data: np.ndarray, background: Any, params: SharpenParams) -> PSFField:
+    from .psf.measure import measure_psf_field
+
+    return measure_psf_field(data, background=background, tile=params.tile_size, overlap=params.overlap)
+
+
+def measure_psf(image: Image | np.ndarray, *, tile: int = 512, overlap: float = 0.2) -> PSFField:
+    """The PSF field of an image (stars in, a PSF map out).
+
+    Parameters
+    ----------
+    image : Image or (C, H, W) / (H, W) ndarray
+        Linear image; NaN / Inf pixels are ignored.
+
+    Returns
+    -------
+    PSFField
+    """
+    from .noise import estimate_background
+
+    img = _as_image(image)
+    bg = estimate_background(img.data)
+    filled = _fill_bad(img.data, ~np.isfinite(img.data), bg)
+    return _measure_field(filled, bg, SharpenParams(tile_size=tile, overlap=overlap, method="rl"))
+
+
+def _fill_bad(data: np.ndarray, bad: np.ndarray, bg: Any) -> np.ndarray:
+    if not bad.any():
+        return data
+    filled = data.copy()
+    for c in range(data.shape[0]):
+        if bad[c].any():
+            filled[c][bad[c]] = bg.map(c)[bad[c]]
+    return filled
+
+
+def _load_model_file() -> Any:
+    from .nn import Model
+
+    return Model.load()
+
+
+def _load_model(notes: list[str]) -> Any | None:
+    try:
+        return _load_model_file()
+    except (ModelError, ImportError) as exc:
+        msg = f"the network could not be loaded ({exc}); Richardson-Lucy was used instead"
+        notes.append(msg)
+        warnings.warn(msg, AstrosharpWarning, stacklevel=3)
+        return None
+
+
+def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, sigma: np.ndarray,
+                   saturation: np.ndarray | None, model: Any):
+    """fn(tiles, boxes) -> (stars, nonstellar) for one pass."""
+
+    def fn(tiles: np.ndarray, boxes: list) -> tuple[np.ndarray, np.ndarray]:
+        maps = np.stack([psf.maps(b.py0, b.px0, b.ph, b.pw) for b in boxes])
+        bgm = np.stack([bg.map(box=(b.py0, b.px0, b.py0 + b.ph, b.px0 + b.pw)) for b in boxes])
+        if method == "nn":
+            stars, nonst = model.translate(tiles, bgm, sigma, saturation, maps, params)
+            return np.asarray(stars, np.float32), np.asarray(nonst, np.float32)
+        from .classical import classical_translate
+
+        stars = np.empty_like(tiles)
+        nonst = np.empty_like(tiles)
+        for i in range(len(boxes)):
+            stars[i], nonst[i] = classical_translate(
+                tiles[i], maps[i], params, sigma, method, background=bgm[i]
+            )
+        return stars, nonst
+
+    return fn
+
+
+def _passes(params: SharpenParams, psf: PSFField) -> list[tuple[SharpenParams, PSFField]]:
+    """The passes to run, each with its controls and its source PSF field."""
+    base = params.replace(correct_first=False, nonstellar_then_stellar=False)
+    passes: list[tuple[SharpenParams, PSFField]] = []
+    current = psf
+    if params.correct_first:
+        passes.append((base.replace(correct_only=True, sharpen_stars=0.0, adjust_halos=0.0,
+                                    sharpen_nonstellar=0.0), current))
+        current = round_field(current, equalise_channels=True)
+    if params.nonstellar_then_stellar:
+        passes.append((base.replace(sharpen_stars=0.0, adjust_halos=0.0), current))
+        current = round_field(current, equalise_channels=False)
+        passes.append((base.replace(sharpen_nonstellar=0.0), current))
+    else:
+        passes.append((base, current))
+    # denoise once, in the first pass
+    if params.denoise:
+        passes = [(p if i == 0 else p.replace(denoise=0.0), f) for i, (p, f) in enumerate(passes)]
+    return passes
+
+
+# ---------------------------------------------------------------------------
+# the API
+# ---------------------------------------------------------------------------
+
+
+def sharpen(
+    image: Image | np.ndarray,
+    params: SharpenParams | None = None,
+    *,
+    model: Any = None,
+    psf_field: PSFField | None = None,
+    progress: bool = False,
+) -> SharpenResult:
+    """Sharpen (PSF-translate) a linear image.
+
+    Parameters
+    ----------
+    image : Image or (C, H, W) / (H, W) ndarray
+        Linear pixels (C = 1 or 3, at least 16 px a side); not modified.
+    params : SharpenParams, optional
+        The controls (defaults: ``SharpenParams()``).
+    model : object, optional
+        A loaded network (:class:`astrosharp.nn.Model`, anything with its
+        ``translate`` method); loaded from the package when needed and absent.
+    psf_field : PSFField, optional
+        Source PSF field to use instead of measuring one (e.g. the true PSF in
+        the bench); its ``shape`` must be the image's (H, W).
+    progress : bool
+        Show a progress bar on standard error.
+
+    Returns
+    -------
+    SharpenResult
+        ``result.image.data == result.stars + result.nonstellar``.
+
+    Raises
+    ------
+    ImageDataError
+        If the data has a wrong shape or no finite pixel.
+    """
+    from ._progress import progress_bar
+    from .noise import estimate_background
+
+    t_start = time.perf_counter()
+    params = SharpenParams() if params is None else params
+    img = _as_image(image)
+    data = img.data
+    c, h, w = data.shape
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+
+    bad = ~np.isfinite(data)
+    n_bad = int(bad.sum())
+    if n_bad == data.size:
+        raise ImageDataError("image has no finite pixels (all are NaN or infinite)")
+    if n_bad:
+        notes.append(f"{n_bad} NaN/Inf pixel values were excluded from processing and put back in the output")
+
+    finite_any = np.where(bad, np.nan, data)
+    ptp = np.nanmax(finite_any, axis=(1, 2)) - np.nanmin(finite_any, axis=(1, 2))
+    if np.all(~(ptp > 0)):
+        msg = "the image is constant (every finite pixel has the same value): it was left unchanged"
+        warnings.warn(msg, DataWarning, stacklevel=2)
+        notes.append(msg)
+        stars = np.zeros_like(data)
+        nonst = data.copy()
+        timings["total"] = time.perf_counter() - t_start
+        return SharpenResult(img.with_data(stars + nonst), stars, nonst, None, params, "none", notes, timings, n_bad)
+
+    t0 = time.perf_counter()
+    bg = estimate_background(data)
+    filled = _fill_bad(data, bad, bg)
+    sigma = _noise_floor(filled, np.asarray(bg.level), np.asarray(bg.sigma))
+    saturation = detect_saturation(data)
+    timings["background"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if psf_field is None:
+        psf = _measure_field(filled, bg, params)
+    else:
+        if tuple(psf_field.shape) != (h, w) or psf_field.channels != c:
+            raise ImageDataError(
+                f"psf_field is for a {psf_field.channels}-channel {psf_field.shape[1]}x{psf_field.shape[0]} image, "
+                f"not this {c}-channel {w}x{h} one"
+            )
+        psf = psf_field
+    notes.extend(n for n in psf.notes if n not in notes)
+    timings["psf"] = time.perf_counter() - t0
+
+    method = params.method
+    if method == "nn" and model is None:
+        model = _load_model(notes)
+        if model is None:
+            method = "rl"
+    run_params = params if method == params.method else params.replace(method=method)
+
+    passes = _passes(run_params, psf)
+    n_tiles = len(plan_grid((h, w), params.tile_size, params.overlap))
+    current = filled
+    stars = nonst = None
+    t0 = time.perf_counter()
+    with progress_bar(n_tiles * len(passes), f"sharpening ({method})", quiet=not progress) as bar:
+        for p, f in passes:
+            fn = _tile_function(method, p, f, bg, sigma, saturation, model)
+            stars, nonst = run_tiled(
+                current, fn, tile=p.tile_size, overlap=p.overlap, batch=BATCH, outputs=2, progress=bar.update
+            )
+            current = stars + nonst
+    timings["translate"] = time.perf_counter() - t0
+    assert stars is not None and nonst is not None  # at least one pass always runs
+
+    if n_bad:
+        stars[bad] = 0.0
+        nonst[bad] = data[bad]
+    out = stars + nonst
+    timings["total"] = time.perf_counter() - t_start
+    return SharpenResult(img.with_data(out), stars, nonst, psf, params, method, notes, timings, n_bad)
+
+
+# ---------------------------------------------------------------------------
+# files (the only I/O of this module)
+# ---------------------------------------------------------------------------
+
+
+def history_line(params: SharpenParams, method: str | None = None, layer: str | None = None) -> str:
+    """The HISTORY record of a sharpening run: version, method and settings."""
+    from . import __version__
+
+    p = params if method in (None, params.method) else params.replace(method=method)
+    text = f"astrosharp {__version__} sharpen: {p.describe()}"
+    if layer:
+        text += f" (layer: {layer})"
+    return text
+
+
+def sharpen_file(
+    in_path: str | Path,
+    out_path: str | Path | None = None,
+    params: SharpenParams | None = None,
+    *,
+    overwrite: bool = False,
+    output_type: str = "float32",
+    starless: str | Path | None = None,
+    stars_only: str | Path | None = None,
+    progress: bool = False,
+    model: Any = None,
+) -> tuple[SharpenResult, Path]:
+    """Read an image file, sharpen it and write the result.
+
+    Parameters
+    ----------
+    in_path : path
+        Input image (FITS, XISF or TIFF).
+    out_path : path, optional
+        Output image; ``NAME_astrosharp.EXT`` beside the input when omitted.
+    params : SharpenParams, optional
+    overwrite : bool
+        Replace existing output files.
+    output_type : {"float32", "uint16"}
+        Sample type of the written files.
+    starless, stars_only : path, optional
+        Also write the non-stellar layer / the stars layer there.
+    progress : bool
+        Show a progress bar on standard error.
+
+    Returns
+    -------
+    (SharpenResult, Path)
+        The result and where the sharpened image was written.
+    """
+    from .io import default_output_path, read_image, write_image
+    from .io._atomic import check_output_path
+
+    params = SharpenParams() if params is None else params
+    src = Path(in_path)
+    out = Path(out_path) if out_path is not None else Path(default_output_path(src))
+    extra = [Path(p) for p in (starless, stars_only) if p is not None]
+    for p in [out, *extra]:  # fail before the long computation, not after it
+        check_output_path(p, overwrite=overwrite, input_path=src)
+    image = read_image(src)
+    result = sharpen(image, params, progress=progress, model=model)
+    written = write_image(result.image, out, overwrite=overwrite, dtype=output_type,
+                          history=history_line(params, result.method))
+    if starless is not None:
+        write_image(result.image.with_data(result.nonstellar), starless, overwrite=overwrite, dtype=output_type,
+                    history=history_line(params, result.method, "non-stellar (starless)"))
+    if stars_only is not None:
+        write_image(result.image.with_data(result.stars), stars_only, overwrite=overwrite, dtype=output_type,
+                    history=history_line(params, result.method, "stars only"))
+    return result, Path(written)

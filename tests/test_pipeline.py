@@ -1,0 +1,229 @@
+"""The sharpening pipeline: data flow, bad input, passes and layers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from astrosharp import pipeline
+from astrosharp.errors import AstrosharpWarning, DataWarning, ImageDataError, ModelError
+from astrosharp.image import Image
+from astrosharp.params import SharpenParams
+from astrosharp.pipeline import SharpenResult, detect_saturation, round_field, sharpen
+from astrosharp.psf.field import PARAM_NAMES, PSFField
+from astrosharp.psf.moffat import moffat_kernel
+
+FWHM = 4.0
+RL = SharpenParams(method="rl", sharpen_stars=1.0, sharpen_nonstellar=0.5)
+
+
+def _star_field(shape=(300, 340), channels=1, seed=0, n=60, bg=100.0, noise=2.0, fwhm=FWHM):
+    """Stars on a flat background, blurred by a round Moffat; also their positions."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    sky = np.zeros((channels, h, w))
+    ys = rng.integers(25, h - 25, n)
+    xs = rng.integers(25, w - 25, n)
+    flux = rng.uniform(2e3, 3e4, n)
+    for c in range(channels):
+        sky[c, ys, xs] = flux * (1.0 + 0.2 * c)
+    k = moffat_kernel(fwhm, 3.0, size=61)
+    img = np.stack([signal.fftconvolve(s, k, mode="same") for s in sky]) + bg
+    img += rng.normal(0, noise, img.shape)
+    return img.astype(np.float32), ys, xs
+
+
+def _uniform(data, fwhm=FWHM):
+    return PSFField.uniform(data.shape[1:], data.shape[0], fwhm, 3.0, origin="image")
+
+
+def _fwhm_of(img, y, x, bg):
+    """Half-maximum area FWHM of one star: 2 sqrt(A / pi)."""
+    cut = img[y - 12 : y + 13, x - 12 : x + 13] - bg
+    peak = cut.max()
+    return 2.0 * np.sqrt(np.count_nonzero(cut >= 0.5 * peak) / np.pi)
+
+
+def test_layers_sum_to_the_image_and_metadata_is_kept():
+    data, _, _ = _star_field(channels=3)
+    img = Image(data=data)
+    img.header["OBJECT"] = "test"
+    res = sharpen(img, RL, psf_field=_uniform(data))
+    assert isinstance(res, SharpenResult)
+    assert res.image.shape == data.shape
+    assert res.stars.shape == res.nonstellar.shape == data.shape
+    np.testing.assert_array_equal(res.image.data, res.stars + res.nonstellar)
+    assert res.image.header["OBJECT"] == "test"
+    assert res.method == "rl" and res.params == RL
+    assert {"background", "psf", "translate", "total"} <= set(res.timings)
+    np.testing.assert_array_equal(img.data, data)  # input untouched
+
+
+def test_rl_sharpens_stars_and_keeps_flux():
+    data, ys, xs = _star_field(seed=1, n=30)
+    res = sharpen(data, RL, psf_field=_uniform(data))
+    out = res.image.data[0]
+    before = np.median([_fwhm_of(data[0], y, x, 100.0) for y, x in zip(ys, xs)])
+    after = np.median([_fwhm_of(out, y, x, 100.0) for y, x in zip(ys, xs)])
+    assert after < 0.8 * before  # target 0.5: clearly smaller, whatever the classical method's limits
+    # star flux in an aperture of radius 3 FWHM is kept
+    yy, xx = np.mgrid[-12:13, -12:13]
+    ap = yy**2 + xx**2 <= (3 * FWHM) ** 2
+    ratio = [
+        (out[y - 12 : y + 13, x - 12 : x + 13] - 100.0)[ap].sum()
+        / (data[0, y - 12 : y + 13, x - 12 : x + 13] - 100.0)[ap].sum()
+        for y, x in zip(ys, xs)
+    ]
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.02)
+
+
+def test_nan_and_inf_are_excluded_and_put_back():
+    data, _, _ = _star_field(seed=2, channels=3)
+    bad = np.zeros(data.shape, bool)
+    bad[0, 10:14, 20:30] = True
+    bad[1, 150, 150] = True
+    bad[2, :, 0] = True
+    data_bad = data.copy()
+    data_bad[bad] = np.nan
+    data_bad[1, 150, 150] = np.inf
+    data_bad[0, 12, 25] = -np.inf
+    ref = sharpen(data, RL, psf_field=_uniform(data))
+    res = sharpen(data_bad, RL, psf_field=_uniform(data))
+    out = res.image.data
+    assert res.bad_pixels == int(bad.sum())
+    assert any(f"{int(bad.sum())} NaN/Inf" in n for n in res.notes)
+    # the same values come back at the same places, nowhere else
+    np.testing.assert_array_equal(~np.isfinite(out), bad)
+    assert np.isposinf(out[1, 150, 150]) and np.isneginf(out[0, 12, 25])
+    assert np.all(np.isnan(out[bad & np.isnan(data_bad)]))
+    assert np.all(res.stars[bad] == 0)
+    # away from the holes the result is what it would have been without them
+    far = np.ones(data.shape[1:], bool)
+    far[:40, :60] = far[110:190, 110:190] = far[:, :30] = False
+    diff = np.abs(out - ref.image.data)[:, far]
+    assert diff.max() < 1e-3 * np.abs(ref.image.data).max()
+
+
+def test_all_nan_image_is_refused():
+    data = np.full((1, 64, 64), np.nan, np.float32)
+    with pytest.raises(ImageDataError, match="no finite pixels"):
+        sharpen(data, RL)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.25])
+def test_constant_image_is_returned_unchanged_with_a_warning(value):
+    data = np.full((3, 80, 90), value, np.float32)
+    data[1, 5, 5] = np.nan  # a NaN does not make it non-constant
+    with pytest.warns(DataWarning, match="image is constant"):
+        res = sharpen(data, RL)
+    np.testing.assert_array_equal(res.image.data, data)
+    assert res.method == "none" and res.psf_field is None
+    assert np.all(res.stars == 0)
+    assert any("left unchanged" in n for n in res.notes)
+
+
+@pytest.mark.parametrize("params", [RL, SharpenParams(method="wiener", sharpen_stars=1.0)])
+def test_negative_sky_subtracted_data_is_processed_like_positive_data(params):
+    # the same sky with and without a 100-unit pedestal: the results differ by the pedestal only
+    data, _, _ = _star_field(seed=3, bg=0.0)
+    assert (data < 0).mean() > 0.3
+    field = _uniform(data)
+    out0 = sharpen(data, params, psf_field=field).image.data
+    out1 = sharpen(data + 100.0, params, psf_field=field).image.data
+    assert np.isfinite(out0).all()
+    assert np.abs((out1 - 100.0) - out0).max() < 0.05 * 2.0  # 0.05 noise sigma
+
+
+def test_psf_field_of_another_image_is_refused():
+    data, _, _ = _star_field()
+    wrong = PSFField.uniform((100, 100), 1, 3.0)
+    with pytest.raises(ImageDataError, match="psf_field is for a 1-channel 100x100 image"):
+        sharpen(data, RL, psf_field=wrong)
+
+
+class _Identity:
+    """A stand-in network that returns the input as non-stellar (records calls)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def translate(self, tiles, background, sigma, saturation, src_maps, params):
+        self.calls.append((tiles.shape, np.shape(background), np.shape(sigma), saturation, src_maps.shape, params))
+        return np.zeros_like(tiles), tiles.copy()
+
+
+def test_network_path_gets_tiles_maps_and_controls():
+    data, _, _ = _star_field(shape=(600, 560), channels=3)
+    model = _Identity()
+    params = SharpenParams(sharpen_stars=0.5)
+    res = sharpen(data, params, model=model, psf_field=_uniform(data))
+    assert res.method == "nn"
+    np.testing.assert_allclose(res.image.data, data, rtol=1e-6)
+    assert len(model.calls) == 1  # 4 tiles in one batch of 4
+    tshape, bshape, sshape, sat, mshape, p = model.calls[0]
+    b, c, h, w = tshape
+    assert (b, c) == (4, 3) and h % 16 == 0 and w % 16 == 0
+    assert bshape == (b, c, h, w) and sshape == (3,)
+    assert mshape == (b, c, len(PARAM_NAMES), h, w)
+    assert p == params
+
+
+def test_missing_network_falls_back_to_richardson_lucy(monkeypatch):
+    def broken():
+        raise ModelError("model file astrosharp.onnx is missing")
+
+    monkeypatch.setattr(pipeline, "_load_model_file", broken)
+    data, _, _ = _star_field()
+    with pytest.warns(AstrosharpWarning, match="Richardson-Lucy was used instead"):
+        res = sharpen(data, SharpenParams(), psf_field=_uniform(data))
+    assert res.method == "rl"
+    assert any("model file astrosharp.onnx is missing" in n for n in res.notes)
+
+
+def test_passes_for_each_option():
+    f = PSFField.uniform((100, 100), 3, 4.0, 2.5, ellipticity=0.3, angle=30.0)
+    f.values[1, 0] = 5.0  # green channel wider
+    one = pipeline._passes(SharpenParams(), f)
+    assert len(one) == 1 and one[0][1] is f
+    cf = pipeline._passes(SharpenParams(sharpen_stars=0.8, correct_first=True), f)
+    assert [p.correct_only for p, _ in cf] == [True, False]
+    assert cf[1][0].sharpen_stars == 0.8 and not cf[1][0].correct_first
+    corrected = cf[1][1]
+    assert np.all(corrected.param("ellipticity") == 0)
+    np.testing.assert_allclose(corrected.param("fwhm"), 4.0)  # median of 4, 5, 4
+    np.testing.assert_allclose(corrected.param("beta"), 2.5)
+    nts = pipeline._passes(SharpenParams(sharpen_stars=0.7, sharpen_nonstellar=0.6, nonstellar_then_stellar=True), f)
+    (p1, f1), (p2, f2) = nts
+    assert (p1.sharpen_stars, p1.sharpen_nonstellar) == (0.0, 0.6)
+    assert (p2.sharpen_stars, p2.sharpen_nonstellar) == (0.7, 0.0)
+    assert f1 is f and np.all(f2.param("ellipticity") == 0)
+    np.testing.assert_allclose(f2.param("fwhm")[1], 5.0)  # channels keep their own FWHM
+    both = pipeline._passes(SharpenParams(correct_first=True, nonstellar_then_stellar=True, denoise=0.5), f)
+    assert len(both) == 3 and both[0][0].correct_only
+    assert [p.denoise for p, _ in both] == [0.5, 0.0, 0.0]
+
+
+def test_two_passes_run_on_the_output_of_the_first():
+    data, _, _ = _star_field(shape=(200, 200))
+    model = _Identity()
+    sharpen(data, SharpenParams(nonstellar_then_stellar=True), model=model, psf_field=_uniform(data))
+    assert [c[5].sharpen_nonstellar for c in model.calls] == [0.9, 0.0]
+
+
+def test_round_field_keeps_fwhm_and_beta():
+    f = PSFField.uniform((50, 50), 1, 3.0, 4.0, ellipticity=0.2)
+    r = round_field(f, equalise_channels=True)
+    assert r.param("fwhm")[0, 0, 0] == 3.0 and r.param("beta")[0, 0, 0] == 4.0
+    assert r.param("ellipticity")[0, 0, 0] == 0.0
+    assert f.param("ellipticity")[0, 0, 0] == pytest.approx(0.2)  # original untouched
+
+
+def test_detect_saturation():
+    data = np.random.default_rng(0).normal(0.1, 0.01, (3, 50, 50)).astype(np.float32)
+    assert detect_saturation(data) is None
+    data[1, 10:13, 10:13] = 0.9
+    sat = detect_saturation(data)
+    assert np.isinf(sat[0]) and np.isinf(sat[2]) and sat[1] == pytest.approx(0.9)
