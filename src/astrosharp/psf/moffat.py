@@ -18,6 +18,8 @@ Conventions used throughout astrosharp
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import special
 
@@ -30,6 +32,7 @@ __all__ = [
     "moffat_image",
     "moffat_kernel",
     "kernel_size_for",
+    "folded",
 ]
 
 
@@ -84,19 +87,61 @@ def moffat_otf(
     qu = qx * c + qy * s
     qv = -qx * s + qy * c
     z = 2.0 * np.pi * np.sqrt((a * qu) ** 2 + (b * qv) ** 2)
+    return radial_otf(z, beta)
+
+
+_ZGRID = np.concatenate([[0.0], np.geomspace(1e-7, 200.0, 3000)])
+_LOGZ = np.log(_ZGRID[1:])
+
+
+def _radial_exact(z: np.ndarray, beta: float) -> np.ndarray:
     nu = beta - 1.0
-    out = np.ones(np.broadcast(qx, qy).shape, dtype=np.float64)
-    pos = z > 1e-12
-    zp = z[pos]
+    zz = np.maximum(z, 1e-12)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        val = 2.0 / special.gamma(nu) * (zp / 2.0) ** nu * special.kv(nu, zp)
-    out[pos] = np.nan_to_num(val, nan=0.0, posinf=0.0)
-    return out
+        val = 2.0 / special.gamma(nu) * (zz / 2.0) ** nu * special.kv(nu, zz)
+    val = np.nan_to_num(val, nan=0.0, posinf=0.0)
+    return np.where(z < 1e-12, 1.0, val)
+
+
+@functools.lru_cache(maxsize=512)
+def _radial_table(beta: float) -> np.ndarray:
+    table = _radial_exact(_ZGRID[1:], beta)
+    table.setflags(write=False)
+    return table
+
+
+def radial_otf(z: np.ndarray, beta: float) -> np.ndarray:
+    """The unit-flux Moffat transfer function ``2/Γ(ν) (z/2)^ν K_ν(z)``, ν = beta - 1.
+
+    Large arrays are interpolated (in log z) from a table of 3000 exact values,
+    accurate to about 1e-6; Bessel functions are slow.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.size <= 256:
+        return _radial_exact(z, beta)
+    table = _radial_table(round(float(beta), 4))  # beta to 1e-4: OTF error < 1e-4
+    out = np.interp(np.log(np.maximum(z, 1e-7)), _LOGZ, table, right=0.0)
+    return np.where(z < 1e-7, 1.0, out)
 
 
 def pixel_otf(qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
     """Transfer function of integration over a square pixel."""
     return np.sinc(qx) * np.sinc(qy)
+
+
+def folded(fn, qx: np.ndarray, qy: np.ndarray, cross: bool = False) -> np.ndarray:
+    """Sum of ``fn(qx + mx, qy + my)`` over the first aliases (|m| <= 1).
+
+    The DFT of a pixel-sampled image is the continuous transfer function
+    folded into the Nyquist band; without the folding a rendering is
+    band-limited rather than the exact pixel samples (an error of about 1 % of
+    the peak for a 2 px FWHM star). ``cross`` adds the four diagonal aliases,
+    which are products of two small factors and usually negligible.
+    """
+    offs = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    if cross:
+        offs += [(1, 1), (1, -1), (-1, 1), (-1, -1)]
+    return sum(fn(qx + mx, qy + my) for mx, my in offs)
 
 
 def kernel_size_for(fwhm: float, beta: float, ellipticity: float = 0.0, reach: float = 1e-4) -> int:
@@ -120,8 +165,9 @@ def moffat_kernel(
 ) -> np.ndarray:
     """Pixel-integrated elliptical Moffat on an odd ``size`` x ``size`` grid.
 
-    Rendered exactly in Fourier space on a grid twice the size (so the wrapped
-    wings are negligible), then cropped. The centre is the middle pixel plus
+    Rendered in Fourier space (aliases folded in, so the values are the exact
+    pixel integrals) on a grid twice the size (so the wrapped wings are
+    negligible), then cropped. The centre is the middle pixel plus
     ``shift`` = (dy, dx) pixels. With ``normalize`` the kernel sums to 1;
     otherwise it holds the profile's flux that falls inside the grid.
 
@@ -135,10 +181,15 @@ def moffat_kernel(
     big = 2 * size
     q = np.fft.fftfreq(big)
     qy, qx = q[:, None], q[None, :]
-    otf = moffat_otf(qx, qy, fwhm, beta, ellipticity, angle) * pixel_otf(qx, qy)
     dy, dx = shift
-    if dx or dy:
-        otf = otf * np.exp(-2j * np.pi * (qx * dx + qy * dy))
+
+    def fn(u, v):
+        o = moffat_otf(u, v, fwhm, beta, ellipticity, angle) * pixel_otf(u, v)
+        if dx or dy:
+            o = o * np.exp(-2j * np.pi * (u * dx + v * dy))
+        return o
+
+    otf = folded(fn, qx, qy, cross=True)
     img = np.fft.ifft2(otf).real
     img = np.fft.fftshift(img)
     c = big // 2

@@ -1,0 +1,110 @@
+"""Training examples for the network: one random patch with its targets.
+
+The noise is *not* drawn here: a pool of examples is generated once and fresh
+noise (from the stored gain and read noise) is drawn at every use, so one pool
+item serves many noise realisations. The target is then
+``target_stars + target_nonstellar + (1 - denoise) * noise``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..params import SharpenParams
+from .optics import make_psf_model
+from .render import noise_model, render_source, render_target
+from .scene import make_scene
+
+__all__ = ["CONTROL_NAMES", "sample_controls", "training_example"]
+
+CONTROL_NAMES = ("sharpen_stars", "adjust_halos", "sharpen_nonstellar", "correct_only")
+BENCH_CONTROLS = (1.0, 0.0, 0.5, 0.0)
+
+
+def sample_controls(rng: np.random.Generator) -> SharpenParams:
+    """Controls for one example: the bench setting 30 % of the time,
+    correct-only 12 %, otherwise uniform over the ranges (halos 0 for 40 %)."""
+    u = rng.random()
+    if u < 0.30:
+        return SharpenParams(sharpen_stars=1.0, adjust_halos=0.0, sharpen_nonstellar=0.5)
+    if u < 0.42:
+        return SharpenParams(correct_only=True)
+    h = 0.0 if rng.random() < 0.4 else float(rng.uniform(-0.5, 0.5))
+    return SharpenParams(
+        sharpen_stars=float(rng.uniform(0, 1)),
+        adjust_halos=h,
+        sharpen_nonstellar=float(rng.uniform(0, 1)),
+    )
+
+
+def training_example(rng: np.random.Generator, size: int = 128, channels: int = 3) -> dict[str, np.ndarray]:
+    """One pool item: a random patch at the source PSF and at sampled targets.
+
+    Parameters
+    ----------
+    rng : numpy Generator.
+    size : patch edge in pixels.
+    channels : 1 or 3.
+
+    Returns
+    -------
+    dict with
+        clean : (C, S, S) float32, noise-free source-blurred image incl. background
+        target_stars, target_nonstellar : (C, S, S) float32, noise-free at the
+            targets (the background is in ``target_nonstellar``)
+        background : (C, S, S) float32, the background (level + gradient)
+        sigma : (C,) background noise std
+        gain : (C,) image units to counts (Poisson variance = signal / gain)
+        read_noise : (C,) in image units
+        saturation : () clipping level
+        psf_nodes : (C, P, 2, 2) float32 source PSF parameters (PARAM_NAMES order)
+            at the patch corners, rows [0, S-1] x columns [0, S-1]; bilinear between
+        controls : (4,) float32 in CONTROL_NAMES order
+    """
+    S = int(size)
+    sigma = float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3))))
+    level = float(rng.uniform(5, 200)) * sigma
+    sat = 1.0 if rng.random() < 0.6 else float(rng.uniform(0.3, 1.0))
+    u = rng.random()
+    kind = "stars" if u < 0.28 else "cluster" if u < 0.36 else "galaxies" if u < 0.52 else "nebula" if u < 0.76 else "mixed"
+    stars = rng.random() > 0.12
+    scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars)
+    aberr = rng.random() < 0.45
+    trail = float(rng.uniform(2, 10)) if rng.random() < 0.1 else 0.0
+    ell = (0.0, 0.45) if rng.random() < 0.5 else (0.0, 0.1)
+    psf = make_psf_model(
+        (S, S),
+        channels,
+        rng,
+        fwhm=(1.5, 8.0),
+        beta=(1.5, 6.0),
+        ellipticity=ell,
+        aberrations=aberr,
+        trail=trail,
+        chromatic=True,
+        vary=True,
+        nodes=2,
+        variation=0.15,
+    )
+    params = sample_controls(rng)
+    s_src, n_src = render_source(scene, psf, sigma)
+    s_tgt, n_tgt = render_target(scene, psf, params, sigma)
+    lvl = level * (rng.uniform(0.8, 1.2, channels) if channels == 3 else np.ones(1))
+    sig = sigma * (rng.uniform(0.8, 1.25, channels) if channels == 3 else np.ones(1))
+    bg = lvl[:, None, None] * (1 + rng.uniform(0, 0.2) * 0.5 * scene.gradient)
+    gain, read = noise_model(sig, lvl, float(rng.uniform(0.3, 1.0)))
+    controls = np.array(
+        [params.sharpen_stars, params.adjust_halos, params.sharpen_nonstellar, float(params.correct_only)], dtype=np.float32
+    )
+    return {
+        "clean": (s_src + n_src + bg).astype(np.float32),
+        "target_stars": s_tgt.astype(np.float32),
+        "target_nonstellar": (n_tgt + bg).astype(np.float32),
+        "background": bg.astype(np.float32),
+        "sigma": sig.astype(np.float32),
+        "gain": gain.astype(np.float32),
+        "read_noise": read.astype(np.float32),
+        "saturation": np.float32(sat),
+        "psf_nodes": psf.field().values.astype(np.float32),
+        "controls": controls,
+    }
