@@ -225,5 +225,6 @@ def test_detect_saturation():
     data = np.random.default_rng(0).normal(0.1, 0.01, (3, 50, 50)).astype(np.float32)
     assert detect_saturation(data) is None
     data[1, 10:13, 10:13] = 0.9
+    data[2, 20, 20] = 0.95  # one bright pixel is not a clipped plateau
     sat = detect_saturation(data)
     assert np.isinf(sat[0]) and np.isinf(sat[2]) and sat[1] == pytest.approx(0.9)

@@ -45,8 +45,8 @@ import numpy as np
 
 from .errors import AstrosharpWarning, DataWarning, ImageDataError, ModelError
 from .image import Image
-from .params import SharpenParams
-from .psf.field import PARAM_NAMES, PSFField
+from .params import DEFAULT_BETA, F_MIN, SharpenParams
+from .psf.field import ORIGINS, PARAM_NAMES, PSFField
 from .tiles import plan_grid, run_tiled
 
 __all__ = [
@@ -65,7 +65,6 @@ SIGMA_FLOOR = 1e-4
 (99.9th percentile minus background) of the channel."""
 BATCH = 4
 """Tiles per call of the network (memory holds one batch of tiles)."""
-_SATURATED_MIN_PIXELS = 4
 
 
 @dataclass
@@ -117,11 +116,12 @@ def _as_image(image: Image | np.ndarray) -> Image:
     return Image(data=np.asarray(image))
 
 
-def detect_saturation(data: np.ndarray, minimum_pixels: int = _SATURATED_MIN_PIXELS) -> np.ndarray | None:
-    """Saturation level per channel, where the data were clipped.
+def detect_saturation(data: np.ndarray) -> np.ndarray | None:
+    """Saturation level per channel where the data were clipped, else None.
 
-    A channel counts as clipped when at least ``minimum_pixels`` of its finite
-    pixels share its maximum value (within 1e-6 relative).
+    Uses :func:`astrosharp.psf.detect.saturation_level` (a plateau of at least
+    3 pixels at the channel's maximum); channels that are not clipped get
+    ``inf``; None when no channel is clipped.
 
     Parameters
     ----------
@@ -130,20 +130,11 @@ def detect_saturation(data: np.ndarray, minimum_pixels: int = _SATURATED_MIN_PIX
     Returns
     -------
     (C,) ndarray of float64 or None
-        The level (image units) per channel, ``inf`` for channels that are not
-        clipped; None when no channel is.
     """
-    c = data.shape[0]
-    out = np.full(c, np.inf)
-    for i in range(c):
-        ch = data[i]
-        m = np.nanmax(np.where(np.isfinite(ch), ch, -np.inf))
-        if not np.isfinite(m) or m <= 0:
-            continue
-        n = int(np.count_nonzero(ch >= m * (1.0 - 1e-6)))
-        if n >= minimum_pixels:
-            out[i] = float(m)
-    return None if np.all(np.isinf(out)) else out
+    from .psf.detect import saturation_level
+
+    sat = saturation_level(data)
+    return None if np.all(np.isinf(sat)) else sat
 
 
 def round_field(psf: PSFField, equalise_channels: bool) -> PSFField:
@@ -179,10 +170,12 @@ def _noise_floor(data: np.ndarray, level: np.ndarray, sigma: np.ndarray) -> np.n
     return out
 
 
-def _measure_field(data: np.ndarray, background: Any, params: SharpenParams) -> PSFField:
+def _measure_field(data: np.ndarray, background: Any, params: SharpenParams,
+                   saturation: np.ndarray | None = None) -> PSFField:
     from .psf.measure import measure_psf_field
 
-    return measure_psf_field(data, background=background, tile=params.tile_size, overlap=params.overlap)
+    return measure_psf_field(data, background, tile=params.tile_size, overlap=params.overlap,
+                             saturation=saturation)
 
 
 def measure_psf(image: Image | np.ndarray, *, tile: int = 512, overlap: float = 0.2) -> PSFField:
@@ -202,7 +195,8 @@ def measure_psf(image: Image | np.ndarray, *, tile: int = 512, overlap: float = 
     img = _as_image(image)
     bg = estimate_background(img.data)
     filled = _fill_bad(img.data, ~np.isfinite(img.data), bg)
-    return _measure_field(filled, bg, SharpenParams(tile_size=tile, overlap=overlap, method="rl"))
+    params = SharpenParams(tile_size=tile, overlap=overlap, method="rl")
+    return _measure_field(filled, bg, params, detect_saturation(img.data))
 
 
 def _fill_bad(data: np.ndarray, bad: np.ndarray, bg: Any) -> np.ndarray:
@@ -353,7 +347,13 @@ def sharpen(
 
     t0 = time.perf_counter()
     if psf_field is None:
-        psf = _measure_field(filled, bg, params)
+        psf = _measure_field(filled, bg, params, saturation)
+        if params.psf_diameter is not None and np.all(psf.origin == ORIGINS.index("fallback")):
+            # no stars at all (planet, Moon, starless data): the manual PSF is the source everywhere
+            d = max(float(params.psf_diameter), F_MIN)
+            psf = PSFField.uniform((h, w), c, d, DEFAULT_BETA, origin="manual",
+                                   note=f"no stars found: the manual PSF diameter ({params.psf_diameter:g} px) "
+                                   f"is used as the source PSF everywhere")
     else:
         if tuple(psf_field.shape) != (h, w) or psf_field.channels != c:
             raise ImageDataError(
@@ -403,8 +403,11 @@ def history_line(params: SharpenParams, method: str | None = None, layer: str | 
     """The HISTORY record of a sharpening run: version, method and settings."""
     from . import __version__
 
-    p = params if method in (None, params.method) else params.replace(method=method)
-    text = f"astrosharp {__version__} sharpen: {p.describe()}"
+    if method == "none":
+        text = f"astrosharp {__version__} sharpen: {params.describe()} (image constant: left unchanged)"
+    else:
+        p = params if method in (None, params.method) else params.replace(method=method)
+        text = f"astrosharp {__version__} sharpen: {p.describe()}"
     if layer:
         text += f" (layer: {layer})"
     return text
