@@ -139,9 +139,15 @@ def _add_nebula(sky: np.ndarray, rng: np.random.Generator, level: tuple[float, f
     env = fractal_noise((h, w), rng, slope=4.0)
     env = 1 / (1 + np.exp(-1.5 * (env + rng.uniform(-0.5, 1.0))))  # where the cloud is
     body = np.exp(0.8 * fractal_noise((h, w), rng, slope=rng.uniform(2.4, 3.2)))
-    g = fractal_noise((h, w), rng, slope=rng.uniform(2.8, 3.6))
-    width = rng.uniform(0.04, 0.15)
-    filaments = np.exp(-((g / width) ** 2))
+    # filaments: ridges (zero crossings) of smooth random fields, 0.7 to 3 px wide
+    filaments = np.zeros((h, w))
+    for _ in range(2):
+        g = fractal_noise((h, w), rng, slope=rng.uniform(3.6, 4.6))
+        gy, gx = np.gradient(g)
+        dist = np.abs(g) / (np.hypot(gx, gy) + 1e-6)  # distance to the ridge in pixels
+        width = rng.uniform(0.7, 3.0)
+        strength = np.clip(0.5 + 0.5 * fractal_noise((h, w), rng, slope=3.5), 0, None)
+        filaments += strength * np.exp(-0.5 * (dist / width) ** 2)
     dust = np.exp(-rng.uniform(0.5, 2.5) * np.clip(fractal_noise((h, w), rng, slope=3.2) - 0.3, 0, None))
     neb = env * (0.6 * body / body.mean() + rng.uniform(0.5, 2.0) * filaments) * dust
     neb = neb / max(np.percentile(neb, 99.9), 1e-12)
@@ -195,8 +201,8 @@ def make_scene(
     sat = float(saturation) if saturation is not None else 1000.0 * sigma
     sky = np.zeros((channels,) + canvas)
     if kind in ("galaxies", "mixed") and (kind == "galaxies" or rng.random() < 0.5):
-        count = max(1, int(rng.poisson(h * w / 1.5e4))) if kind == "galaxies" else max(1, int(rng.poisson(h * w / 4e4)))
-        _add_galaxies(sky, rng, count, (3 * sigma, 300 * sigma), (2.0, max(3.0, min(h, w) / 6)))
+        count = max(1, int(rng.poisson(h * w / 6e3))) if kind == "galaxies" else max(1, int(rng.poisson(h * w / 3e4)))
+        _add_galaxies(sky, rng, count, (10 * sigma, min(1000 * sigma, 0.5 * sat)), (1.5, max(3.0, min(h, w) / 5)))
     if kind == "nebula" or (kind == "mixed" and rng.random() < 0.7):
         _add_nebula(sky, rng, (5 * sigma, min(400 * sigma, 0.5 * sat)))
     xs, ys, fl = [], [], []
