@@ -594,8 +594,8 @@ def write_xisf(
                     image, "FITSKeyword", {"name": key, "value": _format_fits_value(card.value), "comment": card.comment or ""}
                 )
         for pid, value in properties.items():
-            if pid.startswith("XISF:") or pid.startswith("xisf:"):
-                continue
+            if pid.startswith(("XISF:", "xisf:", "tiff:")):
+                continue  # file properties are written afresh; other formats' tags do not apply
             prop = _plain_property(value)
             elem = _property_element(pid, prop) if prop is not None else None
             if elem is not None:
