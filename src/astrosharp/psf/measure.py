@@ -1,0 +1,429 @@
+"""Measure the PSF field of an image: stars in, a PSF map out.
+
+Steps (DESIGN.md section 3):
+
+1. background and noise per channel (:func:`astrosharp.noise.estimate_background`);
+2. star detection on a noise-weighted luminance of the background-subtracted
+   channels (:func:`astrosharp.psf.detect.detect_stars`), twice if the first
+   pass finds stars much wider or narrower than the 3 px it assumed;
+3. per tile of the engine's grid (512 px, 20 % overlap), the ``max_stars_per_tile``
+   usable stars of highest significance are chosen; each chosen star is fitted
+   once per channel with the pixel-integrated elliptical Moffat
+   (:func:`astrosharp.psf.fit.fit_stars`);
+4. per tile and channel, the stars inside the tile give robust aggregates (the
+   median after a 3-sigma clip of FWHM outliers) and their scatter (1.4826 MAD);
+5. a tile with fewer than ``min_stars`` stars borrows the stars of its
+   neighbouring tiles (weighted by distance), then of the whole image; each such
+   node records its origin and the field carries a note;
+6. with no usable star at all a :class:`~astrosharp.errors.NoStarsWarning` is
+   issued and the default PSF (FWHM 3 px, beta ``DEFAULT_BETA``) is used, with a
+   note saying so. Estimating the PSF from non-stellar structure is not attempted:
+   it cannot be done reliably enough to beat a stated default.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field as dc_field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ImageDataError, NoStarsWarning, ParameterError
+from ..noise import Background, estimate_background
+from ..params import DEFAULT_BETA
+from ..tiles import plan_grid
+from .detect import Candidates, _stamps, detect_stars, saturation_level
+from .field import ORIGINS, PARAM_NAMES, PSFField
+from .fit import StarFits, fit_stars
+
+__all__ = ["DEFAULT_FWHM", "StarTable", "PSFMeasurement", "measure_psf", "measure_psf_field"]
+
+DEFAULT_FWHM = 3.0
+"""FWHM (px) assumed when no star can be measured."""
+SATURATION_HEADROOM = 0.9
+"""Pixels above background + this fraction of (saturation - background) count
+as saturated (the response is no longer trusted that close to full well)."""
+MIN_SNR = 20.0
+"""Stars with a fitted-flux S/N below this are not used for the field."""
+
+
+@dataclass
+class StarTable(StarFits):
+    """Per-star, per-channel fits in image coordinates (x = column, y = row),
+    plus ``channel`` (int), ``tile_count`` (how many tiles used the star) and
+    ``used`` (bool: passed the quality cuts and the outlier clip)."""
+
+    channel: np.ndarray = dc_field(default_factory=lambda: np.zeros(0, int))
+    used: np.ndarray = dc_field(default_factory=lambda: np.zeros(0, bool))
+
+
+@dataclass
+class PSFMeasurement:
+    """Everything the measurement found: the field and its diagnostics.
+
+    Attributes
+    ----------
+    field : PSFField
+    stars : StarTable
+        Every fitted star and channel (``used`` marks those in the field).
+    candidates : Candidates
+        All detections with their rejection flags.
+    background : Background
+    saturation : (C,) ndarray
+        Saturation level per channel (inf where none was found or given).
+    fwhm_guess : float
+        Typical FWHM (px) the detection and the fit stamps were tuned to.
+    """
+
+    field: PSFField
+    stars: StarTable
+    candidates: Candidates
+    background: Background
+    saturation: np.ndarray
+    fwhm_guess: float
+
+    @property
+    def notes(self) -> list[str]:
+        return self.field.notes
+
+
+def _as_chw(data) -> np.ndarray:
+    a = np.asarray(data)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise ImageDataError(f"expected an image of shape (C, H, W) or (H, W), got shape {a.shape}.")
+    if a.shape[1] < 16 or a.shape[2] < 16:
+        raise ImageDataError(f"image of {a.shape[1]} x {a.shape[2]} pixels is too small to measure a PSF.")
+    if not np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float32)
+    return a
+
+
+def _luminance(data: np.ndarray, bg: Background) -> np.ndarray:
+    """Noise-weighted sum of the background-subtracted channels, in units where
+    each channel's noise is 1."""
+    c_n = data.shape[0]
+    lum = np.zeros(data.shape[1:], dtype=np.float32)
+    for c in range(c_n):
+        s = bg.sigma[c] if bg.sigma[c] > 0 else 1.0
+        lum += (data[c] - bg.map(c)) * np.float32(1.0 / s)
+    return lum
+
+
+def _robust(v: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
+    """(weighted) median and 1.4826 MAD."""
+    if v.size == 0:
+        return np.nan, np.nan
+    if w is None:
+        med = float(np.median(v))
+        return med, float(1.4826 * np.median(np.abs(v - med)))
+    med = _wmedian(v, w)
+    return med, float(1.4826 * _wmedian(np.abs(v - med), w))
+
+
+def _wmedian(v: np.ndarray, w: np.ndarray) -> float:
+    o = np.argsort(v)
+    cw = np.cumsum(w[o])
+    return float(v[o][np.searchsorted(cw, 0.5 * cw[-1])])
+
+
+def _local_linear(v: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> float:
+    """Robust (Tukey biweight) weighted linear fit v ~ a + b dx + c dy; returns a,
+    the value at dx = dy = 0. Falls back to the weighted median when the fit is
+    ill-conditioned or lands outside the data's range."""
+    med = _wmedian(v, w)
+    if v.size < 8 or (w.sum() ** 2 / np.sum(w * w)) < 8:
+        return med
+    X = np.column_stack([np.ones_like(dx), dx, dy])
+    rw = np.ones_like(v)
+    a = med
+    for _ in range(4):
+        ww = w * rw
+        A = X.T @ (X * ww[:, None])
+        if np.linalg.cond(A) > 1e10:
+            return med
+        coef = np.linalg.solve(A, X.T @ (ww * v))
+        a = float(coef[0])
+        res = v - X @ coef
+        sc = 1.4826 * _wmedian(np.abs(res), w)
+        if not sc > 0:
+            break
+        u = res / (4.685 * sc)
+        rw = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+        if rw.sum() < 6:
+            return med
+    lo, hi = np.percentile(v, [5, 95])
+    return a if lo <= a <= hi else med
+
+
+def _clip_outliers(fwhm: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Boolean keep-mask: FWHM (and log beta) within 3 robust sigmas of the median
+    (with a 5 % floor on the FWHM scatter)."""
+    keep = np.ones(fwhm.size, bool)
+    if fwhm.size < 4:
+        return keep
+    for _ in range(3):
+        med, sc = _robust(fwhm[keep])
+        sc = max(sc, 0.05 * med)
+        lb = np.log(beta)
+        bmed, bsc = _robust(lb[keep])
+        bsc = max(bsc, 0.1)
+        new = (np.abs(fwhm - med) <= 3 * sc) & (np.abs(lb - bmed) <= 3.5 * bsc)
+        if new.sum() < 3 or np.array_equal(new, keep):
+            break
+        keep = new
+    return keep
+
+
+def measure_psf(
+    data: np.ndarray,
+    background: Background | None = None,
+    *,
+    tile: int = 512,
+    overlap: float = 0.2,
+    saturation: float | np.ndarray | None = None,
+    min_stars: int = 5,
+    max_stars_per_tile: int = 40,
+    progress: Callable[[str, float], None] | None = None,
+) -> PSFMeasurement:
+    """Measure the PSF field of a linear image, with diagnostics.
+
+    Parameters
+    ----------
+    data : (C, H, W) or (H, W) ndarray
+        Linear image (image units). NaN / inf pixels are ignored.
+    background : Background, optional
+        A previous :func:`~astrosharp.noise.estimate_background` result.
+    tile, overlap : int, float
+        The engine's tile plan (one node per tile centre).
+    saturation : float or (C,) array, optional
+        Saturation level(s) in image units; default: the plateau at each
+        channel's maximum, if there is one (:func:`~astrosharp.psf.detect.saturation_level`).
+    min_stars : int
+        Stars a tile needs for its own estimate; fewer borrow from neighbours.
+    max_stars_per_tile : int
+        Brightest usable stars fitted per tile (caps the work on rich fields).
+    progress : callable(stage: str, fraction: float), optional
+        Called as the measurement advances.
+
+    Returns
+    -------
+    PSFMeasurement
+    """
+    a = _as_chw(data)
+    if min_stars < 1:
+        raise ParameterError(f"min_stars must be at least 1, got {min_stars}.")
+    if max_stars_per_tile < 1:
+        raise ParameterError(f"max_stars_per_tile must be at least 1, got {max_stars_per_tile}.")
+    c_n, h, w = a.shape
+    say = progress or (lambda stage, frac: None)
+
+    say("background", 0.0)
+    bg = background if background is not None else estimate_background(a)
+    if bg.shape != (h, w) or bg.channels != c_n:
+        raise ParameterError("the background was estimated on an image of another shape.")
+    if saturation is None:
+        sat = saturation_level(a)
+    else:
+        sat = np.broadcast_to(np.asarray(saturation, float), (c_n,)).astype(float)
+    satmask = np.zeros((h, w), bool)
+    for c in range(c_n):
+        if np.isfinite(sat[c]):
+            thr = bg.level[c] + SATURATION_HEADROOM * (sat[c] - bg.level[c])
+            satmask |= a[c] >= thr
+    grid = plan_grid((h, w), tile, overlap)
+
+    say("detection", 0.15)
+    lum = _luminance(a, bg)
+    lbg = estimate_background(lum)
+    lum -= lbg.map(0)
+    lsig = float(lbg.sigma[0]) if lbg.sigma[0] > 0 else 1.0
+    n_tiles = len(grid)
+    cap = max(2000, 12 * max_stars_per_tile * n_tiles)
+    fg = DEFAULT_FWHM
+    cand = detect_stars(lum, lsig, fwhm=fg, saturated=satmask, max_candidates=cap)
+    for _ in range(2):
+        ok = cand.good
+        if ok.sum() < 5:
+            break
+        typical = float(np.median(cand.size[ok][:300]))
+        if 0.75 * fg <= typical <= 1.33 * fg:
+            break
+        fg = float(np.clip(typical, 1.0, 25.0))
+        cand = detect_stars(lum, lsig, fwhm=fg, saturated=satmask, max_candidates=cap)
+    del lum
+
+    # choose stars per tile (a star may serve several overlapping tiles)
+    good = np.nonzero(cand.good)[0]
+    chosen = np.zeros(len(cand), bool)
+    boxes = grid.boxes()
+    for (y0, x0, y1, x1) in boxes:
+        inb = good[(cand.x[good] >= x0) & (cand.x[good] < x1) & (cand.y[good] >= y0) & (cand.y[good] < y1)]
+        chosen[inb[:max_stars_per_tile]] = True  # candidates are sorted by significance
+    idx = np.nonzero(chosen)[0]
+
+    say("fitting", 0.35)
+    table = _fit_chosen(a, cand.select(idx), bg, fg, c_n) if idx.size else None
+    say("field", 0.9)
+    fld = _aggregate(table, grid, (h, w), c_n, min_stars)
+    say("done", 1.0)
+    if table is None:
+        table = StarTable.empty()
+    return PSFMeasurement(field=fld, stars=table, candidates=cand, background=bg, saturation=np.asarray(sat, float), fwhm_guess=fg)
+
+
+def measure_psf_field(
+    data: np.ndarray,
+    background: Background | None = None,
+    *,
+    tile: int = 512,
+    overlap: float = 0.2,
+    saturation: float | np.ndarray | None = None,
+    min_stars: int = 5,
+    max_stars_per_tile: int = 40,
+    progress: Callable[[str, float], None] | None = None,
+) -> PSFField:
+    """The PSF field of a linear image: :func:`measure_psf` without the
+    diagnostics (same parameters).
+
+    Returns
+    -------
+    PSFField
+        Per tile node and channel: fwhm, beta, e1, e2, asym_x, asym_y, with
+        counts, scatter, origin and notes.
+    """
+    return measure_psf(
+        data,
+        background,
+        tile=tile,
+        overlap=overlap,
+        saturation=saturation,
+        min_stars=min_stars,
+        max_stars_per_tile=max_stars_per_tile,
+        progress=progress,
+    ).field
+
+
+def _fit_chosen(a: np.ndarray, cand: Candidates, bg: Background, fg: float, c_n: int) -> StarTable:
+    r = int(np.clip(np.ceil(3.0 * fg), 6, 24))
+    n = len(cand)
+    iy = np.round(cand.y).astype(int)
+    ix = np.round(cand.x).astype(int)
+    x0 = cand.x - ix + r
+    y0 = cand.y - iy + r
+    parts = []
+    for c in range(c_n):
+        st = _stamps(a[c], iy, ix, r, fill=np.nan).astype(np.float64)
+        noise = bg.sigma[c] if bg.sigma[c] > 0 else 1.0
+        f = fit_stars(st, x0, y0, fwhm_guess=fg, noise=noise)
+        parts.append((c, f))
+    out = []
+    for c, f in parts:
+        d = {k: getattr(f, k) for k in f.__dataclass_fields__}
+        d["x"] = f.x + ix - r
+        d["y"] = f.y + iy - r
+        d["channel"] = np.full(n, c, int)
+        d["used"] = np.zeros(n, bool)
+        out.append(StarTable(**d))
+    return StarTable.concatenate(out)
+
+
+def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -> PSFField:
+    ys = np.asarray(grid.y_centres, float)
+    xs = np.asarray(grid.x_centres, float)
+    ny, nx = len(ys), len(xs)
+    P = len(PARAM_NAMES)
+    values = np.zeros((c_n, P, ny, nx))
+    scatter = np.zeros((c_n, P, ny, nx))
+    counts = np.zeros((c_n, ny, nx), int)
+    origin = np.zeros((c_n, ny, nx), int)
+    notes: list[str] = []
+    names = ["R", "G", "B"] if c_n == 3 else [f"channel {c}" for c in range(c_n)]
+
+    usable = None
+    if table is not None and len(table):
+        usable = (table.flags == 0) & (table.snr >= MIN_SNR) & np.isfinite(table.fwhm)
+    if usable is None or not usable.any():
+        msg = (
+            f"no usable stars found: the PSF is the default round Moffat of FWHM {DEFAULT_FWHM:g} px and "
+            f"beta {DEFAULT_BETA:g} everywhere (not estimated from non-stellar structure, which cannot be "
+            "done reliably); give the PSF diameter to override it"
+        )
+        warnings.warn(msg, NoStarsWarning, stacklevel=3)
+        f = PSFField.uniform(shape, c_n, DEFAULT_FWHM, DEFAULT_BETA, origin="fallback", note=msg)
+        values[:] = f.values[:, :, :1, :1]
+        origin[:] = ORIGINS.index("fallback")
+        return PSFField(shape=tuple(shape), ys=ys, xs=xs, values=values, counts=counts, scatter=scatter, origin=origin, notes=[msg])
+
+    boxes = grid.boxes()
+    tile = grid.tile
+    for c in range(c_n):
+        sel = np.nonzero((table.channel == c) & usable)[0]
+        if sel.size == 0:
+            # this channel has nothing: copy another channel's stars' medians
+            continue
+        pv = np.column_stack([getattr(table, n)[sel] for n in PARAM_NAMES])
+        sx, sy = table.x[sel], table.y[sel]
+        # global outlier clip (catches blends / knots the detector let through)
+        keep_all = _clip_outliers(pv[:, 0], pv[:, 1])
+        own_sets = {}
+        for k, (y0, x0, y1, x1) in enumerate(boxes):
+            iy_, ix_ = divmod(k, nx)
+            inb = (sx >= x0) & (sx < x1) & (sy >= y0) & (sy < y1)
+            ids = np.nonzero(inb)[0]
+            keep = _clip_outliers(pv[ids, 0], pv[ids, 1]) if ids.size >= 4 else np.ones(ids.size, bool)
+            ids = ids[keep & keep_all[ids]]
+            own_sets[(iy_, ix_)] = ids
+            table.used[sel[ids]] = True
+        for iy_ in range(ny):
+            for ix_ in range(nx):
+                ids = own_sets[(iy_, ix_)]
+                counts[c, iy_, ix_] = ids.size
+                if ids.size >= min_stars:
+                    # local robust linear regression around the node over the own
+                    # and neighbouring tiles' stars (Gaussian weights of 0.3 tile):
+                    # the value *at* the node, unbiased by a gradient across the tile
+                    near = np.nonzero(keep_all & (np.abs(sx - xs[ix_]) < tile) & (np.abs(sy - ys[iy_]) < tile))[0]
+                    ddx, ddy = sx[near] - xs[ix_], sy[near] - ys[iy_]
+                    wts = np.exp(-0.5 * (ddx * ddx + ddy * ddy) / (0.3 * tile) ** 2)
+                    for p in range(P):
+                        values[c, p, iy_, ix_] = _local_linear(pv[near, p], ddx / tile, ddy / tile, wts)
+                        scatter[c, p, iy_, ix_] = _robust(pv[ids, p])[1]
+                    origin[c, iy_, ix_] = ORIGINS.index("own")
+                    continue
+                # borrow: own tile + the 8 neighbours, weighted by distance to the node
+                nb = np.unique(np.concatenate([
+                    own_sets[(j, i)]
+                    for j in range(max(0, iy_ - 1), min(ny, iy_ + 2))
+                    for i in range(max(0, ix_ - 1), min(nx, ix_ + 2))
+                ]))
+                if nb.size >= min_stars:
+                    d2 = (sx[nb] - xs[ix_]) ** 2 + (sy[nb] - ys[iy_]) ** 2
+                    wts = np.exp(-0.5 * d2 / (0.6 * tile) ** 2)
+                    for p in range(P):
+                        values[c, p, iy_, ix_], scatter[c, p, iy_, ix_] = _robust(pv[nb, p], wts)
+                    origin[c, iy_, ix_] = ORIGINS.index("neighbours")
+                    continue
+                allk = np.nonzero(keep_all)[0]
+                for p in range(P):
+                    values[c, p, iy_, ix_], scatter[c, p, iy_, ix_] = _robust(pv[allk, p])
+                origin[c, iy_, ix_] = ORIGINS.index("image")
+        nn = int(np.sum(origin[c] == ORIGINS.index("neighbours")))
+        ni = int(np.sum(origin[c] == ORIGINS.index("image")))
+        n_used = int(np.sum(keep_all))
+        if nn:
+            notes.append(f"{names[c]}: {nn} of {ny * nx} tiles had fewer than {min_stars} stars and borrowed from neighbouring tiles")
+        if ni:
+            notes.append(f"{names[c]}: {ni} of {ny * nx} tiles had too few stars nearby and use the whole-image median of {n_used} star(s)")
+        if n_used < min_stars:
+            notes.append(f"{names[c]}: only {n_used} usable star(s) in the whole image; the PSF is uncertain")
+
+    # channels without any usable star take the median of the others
+    have = np.array([np.any((table.channel == c) & usable) for c in range(c_n)])
+    for c in np.nonzero(~have)[0]:
+        values[c] = np.median(values[have], axis=0)
+        origin[c] = ORIGINS.index("image")
+        notes.append(f"{names[c]}: no usable stars in this channel; it uses the median of the other channels")
+    return PSFField(shape=tuple(int(v) for v in shape), ys=ys, xs=xs, values=values, counts=counts, scatter=scatter, origin=origin, notes=notes)
