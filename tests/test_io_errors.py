@@ -109,7 +109,7 @@ def test_one_dimensional_data(tmp_path):
 
 def test_image_under_16_px(tmp_path):
     path = _fits_file(tmp_path / "tiny.fits", (12, 40))
-    with pytest.raises(ImageDataError, match="image is 40x12 px; astrosharp needs at least 16 px on each side"):
+    with pytest.raises(ImageDataError, match="tiny.fits: image is 40x12 px; astrosharp needs at least 16 px on each side"):
         read_image(path)
 
 

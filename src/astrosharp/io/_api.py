@@ -154,15 +154,18 @@ def read_image(
         for key in CFA_KEYWORDS:
             header.remove(key, ignore_missing=True, remove_all=True)
         header.add_history(f"astrosharp: debayered {cfa.pattern} colour-filter-array data to RGB (bilinear)")
-    return Image(
-        data=data,
-        header=header,
-        properties=rec.properties,
-        source_format=fmt,
-        source_dtype=source_dtype,
-        scale=scale,
-        path=path,
-    )
+    try:
+        return Image(
+            data=data,
+            header=header,
+            properties=rec.properties,
+            source_format=fmt,
+            source_dtype=source_dtype,
+            scale=scale,
+            path=path,
+        )
+    except ImageDataError as exc:  # too small, ...: say which file
+        raise ImageDataError(f"{path.name}: {exc}") from None
 
 
 def write_image(

@@ -19,7 +19,6 @@ import bz2
 import gzip
 import io
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 

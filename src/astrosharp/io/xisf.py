@@ -606,7 +606,7 @@ def write_xisf(
         meta = ET.SubElement(root, "Metadata")
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         for pid, ptype, value in (
-            ("XISF:CreationTime", "TimePoint", now),
+            ("XISF:CreationTime", "String", now),  # as PixInsight writes it
             ("XISF:CreatorApplication", "String", creator),
             ("XISF:BlockAlignmentSize", "UInt16", BLOCK_ALIGNMENT),
         ):
