@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.io import fits
 
 from astrosharp.errors import DataWarning, ImageFormatError, ParameterError
 from astrosharp.image import Image
@@ -290,3 +289,18 @@ def test_embedded_base64_block_damaged(tmp_path):
     )
     with pytest.raises(ImageFormatError, match="embedded base64 block is damaged"):
         read_image(path)
+
+
+@pytest.mark.parametrize(
+    "name, shape, median",
+    [
+        ("400x300-u16-lz4hc-shuffle.xisf", (1, 300, 400), 42),
+        ("200x150-u16-zstd-shuffle-process-history-display-function-icc-sha1.xisf", (1, 150, 200), 32768),
+        ("xisf-image-gray-256x256-16bits-zlib.xisf", (1, 256, 256), 74),
+        ("test.xisf", (1, 1024, 1280), 5),
+    ],
+)
+def test_pixinsight_and_other_writers_values(xisf_dir, name, shape, median):
+    img = read_image(xisf_dir / name)
+    assert img.shape == shape
+    assert np.median(np.rint(img.data * 65535)) == median
