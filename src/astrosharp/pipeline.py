@@ -231,17 +231,21 @@ def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, s
 
     def fn(tiles: np.ndarray, boxes: list) -> tuple[np.ndarray, np.ndarray]:
         maps = np.stack([psf.maps(b.py0, b.px0, b.ph, b.pw) for b in boxes])
-        bgm = np.stack([bg.map(box=(b.py0, b.px0, b.py0 + b.ph, b.px0 + b.pw)) for b in boxes])
         if method == "nn":
+            # the network normalises by the smooth local background map
+            bgm = np.stack([bg.map(box=(b.py0, b.px0, b.py0 + b.ph, b.px0 + b.pw)) for b in boxes])
             stars, nonst = model.translate(tiles, bgm, sigma, saturation, maps, params)
             return np.asarray(stars, np.float32), np.asarray(nonst, np.float32)
         from .classical import classical_translate
 
+        # Richardson-Lucy keeps its estimate above the background it is given, so it
+        # gets the sky level (a scalar per channel): a map that follows nebulosity
+        # would clip the data below it into flat patches.
         stars = np.empty_like(tiles)
         nonst = np.empty_like(tiles)
         for i in range(len(boxes)):
             stars[i], nonst[i] = classical_translate(
-                tiles[i], maps[i], params, sigma, method, background=bgm[i]
+                tiles[i], maps[i], params, sigma, method, background=np.asarray(bg.level, float)
             )
         return stars, nonst
 
