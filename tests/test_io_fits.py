@@ -266,3 +266,19 @@ def test_unknown_cfa_pattern_refused(tmp_path):
     hdu.writeto(path)
     with pytest.raises(ImageDataError, match="CYMK.*cannot debayer"):
         read_image(path)
+
+
+def test_blank_integer_pixels_become_nan_and_keep_the_integer_convention(tmp_path):
+    stored = (np.arange(400, dtype=np.int16).reshape(20, 20) - 100)
+    for bzero, vmax, dtype in ((0, 32767, "int16"), (32768, 65535, "uint16")):
+        hdu = fits.PrimaryHDU(stored)
+        if bzero:
+            hdu.header["BZERO"] = bzero
+            hdu.header["BSCALE"] = 1
+        hdu.header["BLANK"] = -100
+        path = tmp_path / f"blank{bzero}.fits"
+        fits.HDUList([hdu]).writeto(path, output_verify="ignore")
+        img = read_image(path)
+        assert img.source_dtype == dtype and img.scale == vmax
+        assert np.isnan(img.data[0, 0, 0]) and np.isfinite(img.data[0, 0, 1:]).all()
+        np.testing.assert_allclose(img.data[0, 0, 1:4] * vmax, bzero + np.array([-99, -98, -97]), rtol=1e-6)

@@ -126,7 +126,12 @@ def read_image(
         raise ImageFormatError(f"{path} is a folder, not an image file")
     rec = _read_raw(path, fmt)
     raw = _common.select_planes(rec.raw, planes, name=path.name, n_alpha=rec.n_alpha)
-    data, scale, source_dtype = _common.normalise(raw)
+    if rec.integer_type is not None:  # integers with blank (NaN) pixels, handed over as float
+        scale = float(_common.integer_max(rec.integer_type))
+        data = (raw.astype(np.float64) / scale).astype(np.float32)
+        source_dtype = rec.integer_type
+    else:
+        data, scale, source_dtype = _common.normalise(raw)
     header = rec.header
     cfa = rec.cfa if data.shape[0] == 1 else None
     if cfa is not None:

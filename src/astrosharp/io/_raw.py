@@ -35,3 +35,5 @@ class RawImage:
     properties: dict[str, Any] = field(default_factory=dict)
     n_alpha: int = 0
     cfa: CFAInfo | None = None
+    #: integer type of samples handed over as float because some are blank (NaN)
+    integer_type: str | None = None

@@ -140,7 +140,41 @@ def read_fits(path: Path) -> RawImage:
         raise ImageDataError(f"{name} holds {data.ndim}-D data of shape {data.shape}; astrosharp reads 2-D images and 3-D (planes, height, width) cubes")
     if data.ndim == 2:
         data = data[None]
-    return RawImage(raw=data, header=header, cfa=_cfa_info(header) if data.shape[0] == 1 else None)
+    data, integer_type = _blank_pixels(data, header)
+    return RawImage(
+        raw=data, header=header, cfa=_cfa_info(header) if data.shape[0] == 1 else None, integer_type=integer_type
+    )
+
+
+def _blank_pixels(data: np.ndarray, header: fits.Header) -> tuple[np.ndarray, str | None]:
+    """Integer data with BLANK pixels: float with NaN there, plus the integer type.
+
+    astropy turns unscaled integers with BLANK into float32 with NaN, and
+    ignores BLANK for unsigned (BZERO-offset) data; both cases come back here
+    as floats in the stored units, and the integer type is reported so that
+    the integer convention still applies.
+    """
+    bitpix = int(header.get("BITPIX", 0))
+    if bitpix <= 0:
+        return data, None
+    bzero = header.get("BZERO", 0)
+    bscale = header.get("BSCALE", 1)
+    if data.dtype.kind == "f":
+        if bscale == 1 and bzero == 0 and bitpix in (8, 16, 32, 64):
+            return data, {8: "uint8", 16: "int16", 32: "int32", 64: "int64"}[bitpix]
+        return data, None
+    if "BLANK" not in header or bscale != 1:
+        return data, None
+    try:
+        blank = int(header["BLANK"]) + int(bzero)
+    except (TypeError, ValueError):
+        return data, None
+    mask = data == blank
+    if not mask.any():
+        return data, None
+    out = data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64)
+    out[mask] = np.nan
+    return out, data.dtype.name
 
 
 def write_fits(handle: BinaryIO, data: np.ndarray, header: fits.Header, *, path: Path) -> None:
