@@ -1,0 +1,687 @@
+"""Classical PSF translation: Richardson-Lucy and Wiener/Tikhonov.
+
+This is the no-network path (``--method rl|wiener``) and the baseline that the
+network has to beat. Both methods translate a tile from its *source* PSF (from
+the measured PSF field) to a *target* PSF (from the control formulas of
+:mod:`astrosharp.params`):
+
+* :func:`richardson_lucy` deconvolves the source PSF completely (damped RL with a
+  stopping rule), then :func:`classical_translate` re-blurs the estimate with the
+  target PSF;
+* :func:`wiener` applies ``G = conj(H) T / (|H|^2 + balance * N / P_x)`` in one
+  step, with the noise power ``N`` from the noise level and the sky power ``P_x``
+  estimated from the data's own (radially averaged) power spectrum.
+
+Layers: a classical method has no notion of stars versus non-stellar emission.
+Without a star mask everything goes to the non-stellar layer and the stars layer
+is zero (their sum is the sharpened image). With automatic PSF that single layer
+gets the *stellar* target (the PSF was measured on stars); with a manual PSF
+diameter it gets the *non-stellar* target. Given a star mask (weights in
+[0, 1]), :func:`classical_translate` re-blurs the one deconvolved estimate with
+each layer's target and splits it by the mask.
+
+All convolutions are FFT based (``scipy.fft.rfft2`` on reflection-padded
+arrays). Everything works per channel on float64 internally and returns float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+from scipy import fft as sfft
+
+from .errors import ImageDataError, ParameterError
+from .params import DEFAULT_BETA, SharpenParams, correct_target, nonstellar_target, stellar_target
+from .psf.moffat import moffat_kernel
+
+__all__ = [
+    "RLInfo",
+    "fft_convolve",
+    "richardson_lucy",
+    "wiener",
+    "tile_kernels",
+    "classical_translate",
+    "translate_tiled",
+    "classical_sharpen",
+]
+
+Classical = Literal["rl", "wiener"]
+
+
+# ---------------------------------------------------------------------------
+# FFT helpers
+# ---------------------------------------------------------------------------
+
+
+def _check_kernel(kernel: np.ndarray, name: str = "psf") -> np.ndarray:
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        raise ParameterError(f"{name} must be a 2-D kernel of odd size, got shape {k.shape}")
+    if not np.all(np.isfinite(k)) or k.sum() <= 0:
+        raise ParameterError(f"{name} must be finite with a positive sum")
+    return k / k.sum()
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image, dtype=np.float64)
+    if a.ndim != 2:
+        raise ImageDataError(f"expected a 2-D (H, W) array, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        a = np.where(np.isfinite(a), a, np.nanmedian(a) if np.isfinite(a).any() else 0.0)
+    return a
+
+
+class _Padded:
+    """Reflection padding to a fast FFT size, and kernel transfer functions on it."""
+
+    def __init__(self, shape: tuple[int, int], margin: int):
+        h, w = shape
+        self.h, self.w = h, w
+        self.m = int(margin)
+        self.shape = (sfft.next_fast_len(h + 2 * self.m, real=True), sfft.next_fast_len(w + 2 * self.m, real=True))
+
+    def pad(self, a: np.ndarray) -> np.ndarray:
+        m = self.m
+        ph, pw = self.shape
+        return np.pad(a, ((m, ph - self.h - m), (m, pw - self.w - m)), mode="reflect")
+
+    def crop(self, a: np.ndarray) -> np.ndarray:
+        return a[self.m : self.m + self.h, self.m : self.m + self.w]
+
+    def otf(self, kernel: np.ndarray) -> np.ndarray:
+        """rfft2 of the kernel placed with its centre at the origin."""
+        k = kernel
+        ky, kx = k.shape
+        big = np.zeros(self.shape)
+        ch, cw = ky // 2, kx // 2
+        if ky > self.shape[0] or kx > self.shape[1]:
+            raise ParameterError(f"kernel {k.shape} larger than the padded tile {self.shape}")
+        big[:ky, :kx] = k
+        big = np.roll(big, (-ch, -cw), axis=(0, 1))
+        return sfft.rfft2(big, workers=-1)
+
+    def conv(self, a: np.ndarray, otf: np.ndarray) -> np.ndarray:
+        return sfft.irfft2(sfft.rfft2(a, workers=-1) * otf, s=self.shape, workers=-1)
+
+
+def fft_convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve an image with a centred kernel (FFT, reflection at the edges).
+
+    Parameters
+    ----------
+    image : (H, W) array_like
+    kernel : (k, k) array_like
+        Odd-sized; used as given (not normalised).
+
+    Returns
+    -------
+    (H, W) ndarray of float64
+    """
+    a = _check_image(image)
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        raise ParameterError(f"kernel must be a 2-D array of odd size, got shape {k.shape}")
+    p = _Padded(a.shape, max(k.shape) // 2 + 1)
+    return p.crop(p.conv(p.pad(a), p.otf(k)))
+
+
+# ---------------------------------------------------------------------------
+# Richardson-Lucy
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class RLInfo:
+    """Diagnostics of one Richardson-Lucy run.
+
+    Attributes
+    ----------
+    iterations : int
+        Iterations done.
+    stopped_by : str
+        ``"discrepancy"`` (residual chi^2 per pixel reached the target),
+        ``"change"`` (relative change of the estimate fell below ``tol``) or
+        ``"max_iterations"``.
+    chi2 : list of float
+        Mean residual chi^2 per pixel after each iteration.
+    change : list of float
+        Relative L2 change of the estimate at each iteration.
+    """
+
+    iterations: int = 0
+    stopped_by: str = "max_iterations"
+    chi2: list[float] = field(default_factory=list)
+    change: list[float] = field(default_factory=list)
+
+
+def richardson_lucy(
+    image: np.ndarray,
+    psf: np.ndarray,
+    *,
+    sigma: float,
+    background: float | np.ndarray = 0.0,
+    iterations: int = 100,
+    damping: float = 1.0,
+    damping_power: float = 3.0,
+    gain: float | None = None,
+    chi2_target: float | None = 1.0,
+    tol: float | None = 2e-3,
+    offset: float | None = None,
+    accelerate: bool = True,
+    target_psf: np.ndarray | None = None,
+    callback: Callable[[int, np.ndarray], None] | None = None,
+) -> tuple[np.ndarray, RLInfo]:
+    """Damped Richardson-Lucy deconvolution of one channel.
+
+    The estimate extends beyond the image by the PSF's reach and the data
+    there count as unknown (boundary-aware RL, Bertero & Boccacci 2005), so
+    stars cut by the edge are not mirrored into spikes. The data are
+    background-subtracted and lifted by a positive ``offset``
+    (which becomes the known additive term of the Poisson model), so
+    ``model = psf * u + offset`` with ``u >= 0``. The update is the RL ratio
+    ``u <- u * psf^T (1 + (y - m) / m * D)`` where ``D`` is White's (1994)
+    damping: residuals smaller than ``damping`` noise sigma are down-weighted
+    by ``(|y - m| / (damping sigma)) ** (damping_power - 1)``, so noise is not
+    fitted (``damping=0`` gives plain RL).
+
+    Stopping rule (whichever comes first): the discrepancy principle (mean
+    residual chi^2 per pixel, with variance ``sigma^2 + signal / gain``, falls
+    to ``chi2_target``), the relative change of the estimate falling below
+    ``tol``, or ``iterations``.
+
+    Parameters
+    ----------
+    image : (H, W) array_like
+        Linear data of one channel (image units).
+    psf : (k, k) array_like
+        Source PSF, odd size, normalised to sum 1 here.
+    sigma : float
+        Background noise standard deviation (image units), > 0.
+    background : float or (H, W) array_like
+        Sky level to subtract (added back to the result).
+    iterations : int
+        Maximum iteration count.
+    damping : float
+        White's damping threshold in noise sigma (0 switches damping off).
+    damping_power : float
+        Exponent N of the damping (>= 1; larger = sharper switch).
+    gain : float or None
+        Electrons per image unit for the Poisson part of the variance in the
+        chi^2; None uses ``sigma^2`` alone.
+    chi2_target, tol : float or None
+        Stopping thresholds; None switches that rule off.
+    offset : float or None
+        The positivity offset; None uses ``3 * sigma``.
+    accelerate : bool
+        Biggs-Andrews (1997) extrapolation of the iterates (several times
+        fewer iterations for the same result).
+    target_psf : (k, k) array_like or None
+        If given, the estimate is re-blurred with this PSF before it is
+        returned (on the extended domain, so sources beyond the edge still
+        spill in): the result is the image at the target PSF.
+    callback : callable or None
+        ``callback(k, estimate)`` after each iteration ``k`` (1-based), with the
+        current result (re-blurred if ``target_psf`` is given, background
+        added back); used by the bench's oracle to sweep iteration counts in
+        one run.
+
+    Returns
+    -------
+    estimate : (H, W) ndarray of float64
+        Deconvolved image (PSF removed, or at ``target_psf``) plus the background.
+    info : RLInfo
+    """
+    y0 = _check_image(image)
+    k = _check_kernel(psf)
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ParameterError(f"sigma must be a positive noise level, got {sigma!r}")
+    if iterations < 1:
+        raise ParameterError(f"iterations must be at least 1, got {iterations!r}")
+    if damping < 0 or damping_power < 1:
+        raise ParameterError("damping must be >= 0 and damping_power >= 1")
+    bg = np.broadcast_to(np.asarray(background, dtype=np.float64), y0.shape)
+    b = 3.0 * sigma if offset is None else float(offset)
+    if b <= 0:
+        raise ParameterError("offset must be positive")
+
+    kt = None if target_psf is None else _check_kernel(target_psf, "target_psf")
+    p = _Padded(y0.shape, max(k.shape[0], 0 if kt is None else kt.shape[0]) // 2 + 1)
+    y = np.maximum(p.pad(y0 - bg) + b, 0.0)
+    H = p.otf(k)
+    T = None if kt is None else p.otf(kt)
+
+    def result(est: np.ndarray) -> np.ndarray:
+        return p.crop(est if T is None else p.conv(est, T)) + bg
+
+    Hc = np.conj(H)
+    inner = (slice(p.m, p.m + p.h), slice(p.m, p.m + p.w))
+    # boundary-aware RL (Bertero & Boccacci 2005): the estimate extends beyond
+    # the tile by the kernel's reach, the data outside it are unknown (weight 0)
+    wgt = np.zeros(p.shape)
+    wgt[inner] = 1.0
+    norm = p.conv(wgt, Hc)
+    live = norm > 1e-3
+    norm = np.where(live, norm, 1.0)
+    u = np.where(live, max(float(np.mean(y[inner])) - b, 1e-3 * sigma), 0.0)
+    info = RLInfo()
+    thresh = damping * sigma
+    x_prev = u
+    g_prev = None
+    for it in range(1, iterations + 1):
+        m = np.maximum(p.conv(u, H), 0.0) + b
+        r = y - m
+        if thresh > 0:
+            x = np.minimum(np.abs(r) / thresh, 1.0)
+            r = r * x ** (damping_power - 1.0)
+        x_new = np.where(live, np.maximum(u * p.conv(wgt * (1.0 + r / m), Hc) / norm, 0.0), 0.0)
+        du = x_new[inner] - x_prev[inner]
+        change = float(np.sqrt(np.sum(du * du) / max(np.sum(x_prev[inner] ** 2), 1e-300)))
+        if accelerate:
+            # Biggs & Andrews (1997) vector extrapolation of the RL iterates
+            g = x_new - u
+            alpha = 0.0
+            if g_prev is not None:
+                alpha = float(np.clip(np.sum(g * g_prev) / max(np.sum(g_prev * g_prev), 1e-300), 0.0, 0.95))
+            g_prev = g
+            u = np.maximum(x_new + alpha * (x_new - x_prev), 0.0)
+        else:
+            u = x_new
+        x_prev = x_new
+        info.change.append(change)
+        info.iterations = it
+        if callback is not None:
+            callback(it, result(x_new))
+        if chi2_target is not None:
+            m = np.maximum(p.conv(x_new, H), 0.0)[inner]
+            var = sigma**2 + (m / gain if gain else 0.0)
+            chi2 = float(np.mean((y[inner] - b - m) ** 2 / var))
+            info.chi2.append(chi2)
+            if chi2 <= chi2_target:
+                info.stopped_by = "discrepancy"
+                break
+        if tol is not None and change < tol:
+            info.stopped_by = "change"
+            break
+    return result(x_prev), info
+
+
+# ---------------------------------------------------------------------------
+# Wiener / Tikhonov
+# ---------------------------------------------------------------------------
+
+
+def _ring_index(qr: np.ndarray, nbins: int) -> np.ndarray:
+    return np.minimum((qr / qr.max() * nbins).astype(int), nbins - 1)
+
+
+def _ring_sums(values: np.ndarray, qr: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of ``values`` and counts in rings of |q| over the full plane (the
+    rfft half-plane with its mirrored columns counted twice)."""
+    idx = _ring_index(qr, nbins)
+    wts = np.full(values.shape, 2.0)
+    wts[:, 0] = 1.0
+    sums = np.bincount(idx.ravel(), (values * wts).ravel(), minlength=nbins)
+    cnts = np.bincount(idx.ravel(), wts.ravel(), minlength=nbins)
+    return sums, cnts
+
+
+def wiener(
+    image: np.ndarray,
+    psf: np.ndarray,
+    target_psf: np.ndarray | None = None,
+    *,
+    sigma: float,
+    background: float | np.ndarray = 0.0,
+    balance: float = 1.0,
+) -> np.ndarray:
+    """Wiener/Tikhonov translation of one channel from ``psf`` to ``target_psf``.
+
+    ``G = T conj(H) / (|H|^2 + balance * N / P_x)`` with ``N`` the white-noise
+    power (``sigma^2`` per pixel) and ``P_x`` the power spectrum of the sky,
+    estimated from the data as isotropic: in each ring of spatial frequency
+    (``n`` frequencies), least squares of ``P_d = |H|^2 P_x + N`` on the
+    prewhitened (gradient) power of the tapered data, less a margin of
+    3 / sqrt(independent samples) of the noise; from the first ring where the
+    data are consistent with noise outwards, ``P_x = 0`` (nothing is restored
+    beyond the frequency where the signal disappears in the noise). ``balance = 1`` is the Wiener filter; larger values
+    regularise more (Tikhonov-like), smaller ones less.
+
+    Parameters
+    ----------
+    image : (H, W) array_like
+        Linear data of one channel.
+    psf : (k, k) array_like
+        Source PSF (odd size, normalised here).
+    target_psf : (k, k) array_like or None
+        Target PSF; None returns the full deconvolution (target = delta).
+    sigma : float
+        Background noise standard deviation, > 0.
+    background : float or (H, W) array_like
+        Smooth sky level, subtracted before and added back after.
+    balance : float
+        Multiplier of the noise-to-signal ratio, > 0.
+
+    Returns
+    -------
+    (H, W) ndarray of float64
+    """
+    y0 = _check_image(image)
+    k = _check_kernel(psf)
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ParameterError(f"sigma must be a positive noise level, got {sigma!r}")
+    if not balance > 0:
+        raise ParameterError(f"balance must be positive, got {balance!r}")
+    bg = np.broadcast_to(np.asarray(background, dtype=np.float64), y0.shape)
+    kt = None if target_psf is None else _check_kernel(target_psf, "target_psf")
+    margin = max(k.shape[0], 0 if kt is None else kt.shape[0]) // 2 + 1
+    p = _Padded(y0.shape, margin)
+    d = p.pad(y0 - bg)
+    D = sfft.rfft2(d, workers=-1)
+    H = p.otf(k)
+    T = np.ones_like(H) if kt is None else p.otf(kt)
+    qy = sfft.fftfreq(p.shape[0])[:, None]
+    qx = sfft.rfftfreq(p.shape[1])[None, :]
+    qr = np.hypot(qy, qx)
+    npix = p.shape[0] * p.shape[1]
+    noise = sigma**2 * npix
+    nbins = max(16, min(p.shape) // 4)
+    ring = _ring_index(qr, nbins)
+    h2 = np.abs(H) ** 2
+    # isotropic sky power per ring, least squares of P_d = |H|^2 P_x + N
+    # The sky power per ring from the data's gradients (prewhitening keeps the
+    # huge low-frequency power of bright sources from leaking through the
+    # taper's sidelobes into the high frequencies), tapered to avoid edge
+    # artefacts: E|F(grad d)|^2 = (|H|^2 P_x + N) Dq, Dq = 4 sin^2(pi qx) + 4 sin^2(pi qy).
+    inner = y0 - bg
+    gh, gw = p.h - 1, p.w - 1
+    taper = np.outer(np.hanning(gh + 2)[1:-1], np.hanning(gw + 2)[1:-1])
+    pg = np.zeros(H.shape)
+    for g in (np.diff(inner, axis=1)[:gh, :], np.diff(inner, axis=0)[:, :gw]):
+        gt = np.zeros(p.shape)
+        gt[:gh, :gw] = taper * g
+        pg += np.abs(sfft.rfft2(gt, workers=-1)) ** 2
+    pg *= npix / np.sum(taper**2)
+    dq = 4.0 * np.sin(np.pi * qx) ** 2 + 4.0 * np.sin(np.pi * qy) ** 2
+    pg_sum, cnt = _ring_sums(pg, qr, nbins)
+    dq_sum, _ = _ring_sums(dq, qr, nbins)
+    hd_sum, _ = _ring_sums(h2 * dq, qr, nbins)
+    # independent samples per ring: fewer than frequencies (zero padding and
+    # the Hann taper's bandwidth of 1.5 bins per axis correlate neighbours)
+    n_eff = np.maximum(cnt * (p.h * p.w) / (p.shape[0] * p.shape[1]) / 2.25, 1.0)
+    excess = pg_sum - noise * dq_sum * (1.0 + 3.0 / np.sqrt(n_eff))
+    px = np.maximum(excess, 0.0) / np.maximum(hd_sum, 1e-300)
+    # beyond the first ring where the data are noise, the sky is taken as unseen
+    below = np.flatnonzero(excess[1:] <= 0)
+    if below.size:
+        px[1 + below[0] :] = 0.0
+    px = px[ring]
+    # G = T conj(H) / (|H|^2 + balance N / P_x), finite where P_x = 0
+    G = T * np.conj(H) * px / (h2 * px + balance * noise)
+    G[0, 0] = T[0, 0] / H[0, 0]  # flux: the mean is kept exactly
+    out = sfft.irfft2(D * G, s=p.shape, workers=-1)
+    return p.crop(out) + bg
+
+
+# ---------------------------------------------------------------------------
+# Per-tile translation with the PSF field
+# ---------------------------------------------------------------------------
+
+
+def _moffat_from_maps(values: np.ndarray) -> dict[str, float]:
+    """fwhm, beta, ellipticity, angle from one (P,) vector in PARAM_NAMES order."""
+    fwhm, beta, e1, e2 = (float(v) for v in values[:4])
+    e = float(np.clip(np.hypot(e1, e2), 0.0, 0.9))
+    ang = float(np.rad2deg(0.5 * np.arctan2(e2, e1)) % 180.0)
+    return {"fwhm": fwhm, "beta": max(beta, 1.05), "ellipticity": e, "angle": ang}
+
+
+def tile_kernels(
+    src: dict[str, float], params: SharpenParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source kernel and the two layers' target kernels for one tile and channel.
+
+    Parameters
+    ----------
+    src : dict
+        Source Moffat parameters ``fwhm`` (px), ``beta``, ``ellipticity``,
+        ``angle`` (deg) at the tile centre.
+    params : SharpenParams
+        The controls; ``psf_diameter`` (manual) replaces the source by a round
+        Moffat of that FWHM with the source beta (or DEFAULT_BETA when absent).
+
+    Returns
+    -------
+    source, stars_target, nonstellar_target : (k, k) ndarrays of float64
+        Pixel-integrated Moffat kernels of one common odd size, each summing to 1.
+    """
+    f, beta = src["fwhm"], src.get("beta", DEFAULT_BETA)
+    e, ang = src.get("ellipticity", 0.0), src.get("angle", 0.0)
+    if params.correct_only:
+        tf, tb = correct_target(f, beta)
+        ns_f, ns_b = tf, tb
+    else:
+        tf, tb = stellar_target(f, beta, params.sharpen_stars, params.adjust_halos)
+        d = f if params.psf_diameter is None else float(params.psf_diameter)
+        ns_f, ns_b = float(nonstellar_target(d, params.sharpen_nonstellar)), beta
+    if params.psf_diameter is not None and not params.correct_only:
+        f, e, ang = float(params.psf_diameter), 0.0, 0.0
+    from .psf.moffat import kernel_size_for
+
+    size = kernel_size_for(max(f, 0.5), beta, e)
+    size = max(size, kernel_size_for(max(float(tf), 0.5), float(tb)))
+    size = int(min(size, 127)) | 1
+    if f <= 0.05:
+        srck = np.zeros((size, size))
+        srck[size // 2, size // 2] = 1.0
+    else:
+        srck = moffat_kernel(f, beta, e, ang, size=size)
+    return srck, moffat_kernel(float(tf), float(tb), size=size), moffat_kernel(max(ns_f, 0.05), ns_b, size=size)
+
+
+def _translate_channel(
+    data: np.ndarray,
+    src: np.ndarray,
+    targets: list[np.ndarray],
+    method: Classical,
+    sigma: float,
+    background: float | np.ndarray,
+    options: dict,
+) -> list[np.ndarray]:
+    if method == "rl":
+        if len(targets) == 1:
+            est, _ = richardson_lucy(data, src, sigma=sigma, background=background, target_psf=targets[0], **options)
+            return [est]
+        est, _ = richardson_lucy(data, src, sigma=sigma, background=background, **options)
+        bg = np.broadcast_to(np.asarray(background, dtype=np.float64), data.shape)
+        return [fft_convolve(est - bg, t) + bg for t in targets]
+    if method == "wiener":
+        return [wiener(data, src, t, sigma=sigma, background=background, **options) for t in targets]
+    raise ParameterError(f"classical method must be 'rl' or 'wiener', got {method!r}")
+
+
+def classical_translate(
+    tile: np.ndarray,
+    maps: np.ndarray,
+    params: SharpenParams,
+    sigma: np.ndarray | float,
+    method: Classical | None = None,
+    *,
+    background: np.ndarray | float = 0.0,
+    star_mask: np.ndarray | None = None,
+    options: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Translate one tile from its source PSF to the targets (per channel).
+
+    Parameters
+    ----------
+    tile : (C, h, w) array_like
+        Linear data of the tile.
+    maps : (C, P, h, w) array_like
+        Source PSF maps over the tile (``PSFField.maps``), PARAM_NAMES order;
+        the values at the tile centre are used (one kernel per tile and
+        channel; the asymmetry parameters are ignored).
+    params : SharpenParams
+    sigma : float or (C,) array_like
+        Background noise standard deviation per channel.
+    method : {"rl", "wiener"} or None
+        None takes ``params.method`` (which must then be classical).
+    background : float, (C,) or (C, h, w) array_like
+        Smooth sky level per channel.
+    star_mask : (h, w) or (C, h, w) array_like or None
+        Weights in [0, 1] of the stars layer. None puts everything in the
+        non-stellar layer (at the stellar target with automatic PSF, at the
+        non-stellar target with a manual PSF diameter).
+    options : dict or None
+        Extra keywords of :func:`richardson_lucy` or :func:`wiener`.
+
+    Returns
+    -------
+    stars, nonstellar : (C, h, w) ndarrays of float32
+        Their sum is the translated tile (background included in ``nonstellar``).
+    """
+    t = np.asarray(tile, dtype=np.float64)
+    if t.ndim != 3:
+        raise ImageDataError(f"tile must be (C, h, w), got shape {t.shape}")
+    c, h, w = t.shape
+    mp = np.asarray(maps)
+    if mp.ndim != 4 or mp.shape[0] != c or mp.shape[2:] != (h, w):
+        raise ImageDataError(f"maps must be (C, P, h, w) = ({c}, P, {h}, {w}), got {mp.shape}")
+    method = params.method if method is None else method
+    if method not in ("rl", "wiener"):
+        raise ParameterError(f"classical_translate needs method 'rl' or 'wiener', got {method!r}")
+    sig = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (c,))
+    bgs = np.asarray(background, dtype=np.float64)
+    if bgs.ndim == 1:
+        bgs = bgs[:, None, None]
+    bgs = np.broadcast_to(bgs, t.shape) if bgs.ndim else np.broadcast_to(bgs, t.shape)
+    opts = dict(options or {})
+    stars = np.zeros(t.shape, dtype=np.float32)
+    nonst = np.zeros(t.shape, dtype=np.float32)
+    mask = None
+    if star_mask is not None:
+        mask = np.clip(np.broadcast_to(np.asarray(star_mask, dtype=np.float64), t.shape), 0.0, 1.0)
+    for ch in range(c):
+        src = _moffat_from_maps(mp[ch, :, h // 2, w // 2])
+        srck, tstar, tns = tile_kernels(src, params)
+        bg = bgs[ch]
+        if mask is None:
+            target = tns if params.psf_diameter is not None else tstar
+            (out,) = _translate_channel(t[ch], srck, [target], method, float(sig[ch]), bg, opts)
+            nonst[ch] = out
+        else:
+            a, b = _translate_channel(t[ch], srck, [tstar, tns], method, float(sig[ch]), bg, opts)
+            stars[ch] = mask[ch] * (a - bg)
+            nonst[ch] = (1.0 - mask[ch]) * (b - bg) + bg
+    return stars, nonst
+
+
+# ---------------------------------------------------------------------------
+# Whole images (the bench; the engine has its own tiled runner)
+# ---------------------------------------------------------------------------
+
+
+def _ramp(n: int, lo: int, hi: int, size: int, ov: int) -> np.ndarray:
+    """1-D blending weight of a tile covering [lo, hi) of an axis of ``size``."""
+    wgt = np.ones(hi - lo)
+    if ov <= 0:
+        return wgt
+    r = np.sin(0.5 * np.pi * (np.arange(ov) + 0.5) / ov) ** 2
+    if lo > 0:
+        wgt[:ov] = r[: hi - lo]
+    if hi < size:
+        wgt[-ov:] = np.minimum(wgt[-ov:], r[::-1][: hi - lo])
+    return wgt
+
+
+def translate_tiled(
+    image: np.ndarray,
+    func: Callable[[np.ndarray, tuple[int, int, int, int]], np.ndarray],
+    tile: int = 512,
+    overlap: float = 0.2,
+) -> np.ndarray:
+    """Apply ``func(tile_data (C,h,w), box (y0,x0,y1,x1)) -> (C,h,w)`` on the
+    engine's tile plan and blend the tiles with raised-cosine weights over the
+    overlaps (the weights sum to 1 everywhere).
+
+    Returns
+    -------
+    (C, H, W) ndarray of float32
+    """
+    from .tiles import plan_grid
+
+    a = np.asarray(image)
+    if a.ndim != 3:
+        raise ImageDataError(f"image must be (C, H, W), got shape {a.shape}")
+    c, hh, ww = a.shape
+    grid = plan_grid((hh, ww), tile, overlap)
+    out = np.zeros(a.shape, dtype=np.float64)
+    wsum = np.zeros((hh, ww))
+    for y0, x0, y1, x1 in grid.boxes():
+        res = np.asarray(func(a[:, y0:y1, x0:x1], (y0, x0, y1, x1)), dtype=np.float64)
+        # overlap with the neighbouring tiles along each axis
+        ovy = _overlap_len(grid.y_starts, y0, tile, hh)
+        ovx = _overlap_len(grid.x_starts, x0, tile, ww)
+        wy = _ramp(y1 - y0, y0, y1, hh, ovy)
+        wx = _ramp(x1 - x0, x0, x1, ww, ovx)
+        wgt = wy[:, None] * wx[None, :]
+        out[:, y0:y1, x0:x1] += res * wgt
+        wsum[y0:y1, x0:x1] += wgt
+    return (out / np.maximum(wsum, 1e-12)).astype(np.float32)
+
+
+def _overlap_len(starts: np.ndarray, s0: int, tile: int, size: int) -> int:
+    if len(starts) < 2:
+        return 0
+    st = np.sort(starts)
+    ov = [min(a + tile, size) - b for a, b in zip(st[:-1], st[1:])]
+    return int(max(1, min(ov)))
+
+
+def classical_sharpen(
+    image: np.ndarray,
+    field,
+    params: SharpenParams,
+    sigma: np.ndarray | float,
+    background: np.ndarray | float = 0.0,
+    method: Classical | None = None,
+    options: dict | None = None,
+) -> np.ndarray:
+    """Classical PSF translation of a whole (C, H, W) image with a PSF field,
+    tile by tile on the engine's plan (``params.tile_size``, ``params.overlap``).
+
+    Parameters
+    ----------
+    image : (C, H, W) array_like
+    field : PSFField
+        Source PSF field (measured, or the truth's in the bench).
+    params : SharpenParams
+    sigma : float or (C,) array_like
+        Background noise per channel.
+    background : float, (C,) or (C, H, W) array_like
+        Sky level per channel (a map is cut per tile).
+    method, options
+        As in :func:`classical_translate`.
+
+    Returns
+    -------
+    (C, H, W) ndarray of float32
+        The translated image (stars + non-stellar layers).
+    """
+    a = np.asarray(image, dtype=np.float32)
+    if a.ndim != 3:
+        raise ImageDataError(f"image must be (C, H, W), got shape {a.shape}")
+    c = a.shape[0]
+    bg = np.asarray(background, dtype=np.float64)
+    if bg.ndim < 3:
+        bg = np.broadcast_to(bg.reshape(-1, 1, 1) if bg.ndim else bg, (c, 1, 1))
+
+    def run(t: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        y0, x0, y1, x1 = box
+        maps = field.maps(y0, x0, y1 - y0, x1 - x0)
+        b = bg[:, y0:y1, x0:x1] if bg.shape[1] > 1 else bg
+        s, n = classical_translate(t, maps, params, sigma, method, background=b, options=options)
+        return s + n
+
+    return translate_tiled(a, run, params.tile_size, params.overlap)
