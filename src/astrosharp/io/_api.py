@@ -243,7 +243,9 @@ def write_image(
         elif fmt == "xisf":
             from .xisf import write_xisf
 
-            write_xisf(handle, stored, header, image.properties, compression=compression)
+            from .. import __version__
+
+            write_xisf(handle, stored, header, image.properties, compression=compression, creator=f"astrosharp {__version__}")
         else:
             from .tiff import write_tiff
 
