@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -195,3 +197,60 @@ def test_warnings_are_one_line_and_quiet_silences_them(tmp_path, capsys):
     assert "Traceback" not in err and "warnings.warn" not in err
     assert main(["sharpen", str(src), "--method", "rl", "--overwrite", "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------------
+# the real images of ../shared/data/real (the bars)
+# ---------------------------------------------------------------------------
+
+_STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "BZERO", "BSCALE",
+               "HISTORY", "COMMENT", ""}
+
+
+def _assert_keywords_and_wcs_kept(src_hdr, out_hdr):
+    from astropy.wcs import WCS
+
+    for key in src_hdr:
+        if key in _STRUCTURAL:
+            continue
+        assert key in out_hdr, f"keyword {key} lost"
+        assert out_hdr[key] == src_hdr[key], f"keyword {key} changed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated keywords of the source file (RADECSYS)
+        w0, w1 = WCS(src_hdr, naxis=2), WCS(out_hdr, naxis=2)
+    np.testing.assert_allclose(w1.wcs.crval, w0.wcs.crval)
+    np.testing.assert_allclose(w1.pixel_to_world_values(10.0, 20.0), w0.pixel_to_world_values(10.0, 20.0))
+
+
+@pytest.mark.parametrize("name, method, otype", [
+    ("reprojected_sdss_r.fits.bz2", "rl", "float32"),
+    ("M13_blue_0001.fits", "wiener", "uint16"),
+])
+def test_sharpen_real_images_keeps_size_keywords_and_wcs(real_dir, tmp_path, capsys, name, method, otype):
+    src = real_dir / name
+    out = tmp_path / "out.fits"
+    assert main(["sharpen", str(src), "-o", str(out), "--method", method, "--output-type", otype, "-q"]) == 0
+    with fits.open(src) as a, fits.open(out) as b:
+        h0, h1 = a[0].header, b[0].header
+        d0, d1 = a[0].data, b[0].data
+    assert d1.shape == d0.shape
+    assert h1["BITPIX"] == (-32 if otype == "float32" else 16)
+    if otype == "uint16":
+        assert h1["BZERO"] == 32768
+    else:
+        assert "BZERO" not in h1
+    _assert_keywords_and_wcs_kept(h0, h1)
+    assert any("astrosharp" in str(h) and f"method={method}" in str(h) for h in h1["HISTORY"])
+
+
+@pytest.mark.slow
+def test_sharpen_raw_colour_filter_array_frame_is_debayered(real_dir, tmp_path, capsys):
+    src = real_dir / "Light_NGC 7023_10.0s_IRCUT_20240730-224436.fit"
+    out = tmp_path / "seestar.fits"
+    assert main(["sharpen", str(src), "-o", str(out), "--method", "wiener"]) == 0
+    err = capsys.readouterr().err
+    assert "raw colour-filter-array frame (BAYERPAT GRBG): debayered" in err
+    h0 = fits.getheader(src)
+    data = fits.getdata(out)
+    assert data.shape == (3, h0["NAXIS2"], h0["NAXIS1"])
+    assert np.isfinite(data).all()
