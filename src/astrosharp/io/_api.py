@@ -94,7 +94,7 @@ def read_image(
         ``.fit``, ``.fits``, ``.fts``, ``.fz``, ``.gz``, ``.bz2`` (FITS),
         ``.xisf`` or ``.tif``/``.tiff``.
     planes : sequence of 1 or 3 ints, optional
-        Planes of a cube to use, zero-based, e.g. ``(3, 2, 1)`` for i, r, g
+        Planes of a cube to use, zero-based, e.g. ``(2, 1, 0)`` for i, r, g
         of a g-r-i-z-y cube. By default 1 or 3 planes are used as they are,
         alpha planes are dropped and other cubes use plane 0 (with a
         :class:`~astrosharp.errors.DataWarning`).
