@@ -228,3 +228,26 @@ def test_detect_saturation():
     data[2, 20, 20] = 0.95  # one bright pixel is not a clipped plateau
     sat = detect_saturation(data)
     assert np.isinf(sat[0]) and np.isinf(sat[2]) and sat[1] == pytest.approx(0.9)
+
+
+def _shipped_model():
+    from astrosharp.nn import Model
+
+    try:
+        return Model.load()
+    except ModelError as exc:
+        pytest.skip(f"no shipped network yet ({exc})")
+
+
+def test_shipped_network_sharpens_stars_and_keeps_layers_consistent():
+    model = _shipped_model()
+    data, ys, xs = _star_field(shape=(256, 256), channels=3, seed=5, n=25, noise=2.0)
+    params = SharpenParams(sharpen_stars=1.0, sharpen_nonstellar=0.5)
+    res = sharpen(data, params, model=model, psf_field=_uniform(data))
+    assert res.method == "nn"
+    out = res.image.data
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out, res.stars + res.nonstellar)
+    before = np.median([_fwhm_of(data[1], y, x, 100.0) for y, x in zip(ys, xs)])
+    after = np.median([_fwhm_of(out[1], y, x, 100.0) for y, x in zip(ys, xs)])
+    assert after < 0.85 * before
