@@ -186,3 +186,30 @@ def test_invalid_inputs_raise_clear_errors():
         wiener(img, k, k, sigma=1.0, balance=-1.0)
     with pytest.raises(ParameterError):
         classical_translate(img[None], np.zeros((1, 6, 20, 20)), SharpenParams(method="nn"), 1.0)
+
+
+def test_mirrored_padding_declared_as_unknown_keeps_edge_stars_right():
+    # a star cut by the left edge; the engine pads tiles by mirroring beyond the edge
+    big = (96, 136)
+    sky = np.zeros(big)
+    sky[48, 40 + 1] = 5000.0  # 1 px inside the image that starts at column 40
+    sky[30, 80] = 3000.0
+    src = moffat_kernel(4.0, 3.0, size=41)
+    tgt = moffat_kernel(2.0, 3.0, size=41)
+    rng = np.random.default_rng(7)
+    image = (fft_convolve(sky, src) + rng.normal(0, SIGMA, big) + BG)[:, 40:]
+    truth = (fft_convolve(sky, tgt) + BG)[:, 40:]
+    halo = 16
+    tile = np.pad(image, ((0, 0), (halo, 0)), mode="reflect")[None]
+    field = PSFField.uniform(tile.shape[1:], 1, fwhm=4.0, beta=3.0)
+    params = SharpenParams(sharpen_stars=1.0, sharpen_nonstellar=0.5, method="rl")
+    maps = field.maps(0, 0, *tile.shape[1:])
+    _, plain = classical_translate(tile, maps, params, [SIGMA], background=BG)
+    _, boxed = classical_translate(tile, maps, params, [SIGMA], background=BG,
+                                   data_box=(0, halo, tile.shape[1], tile.shape[2]))
+    edge = (slice(30, 66), slice(0, 12))
+    err_plain = np.abs(plain[0, :, halo:][edge] - truth[edge]).max()
+    err_boxed = np.abs(boxed[0, :, halo:][edge] - truth[edge]).max()
+    assert err_boxed < 0.5 * err_plain
+    with pytest.raises(ParameterError):
+        classical_translate(tile, maps, params, [SIGMA], background=BG, data_box=(0, 0, 500, 10))

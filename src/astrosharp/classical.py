@@ -171,6 +171,7 @@ def richardson_lucy(
     offset: float | None = None,
     accelerate: bool = True,
     target_psf: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
     callback: Callable[[int, np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, RLInfo]:
     """Damped Richardson-Lucy deconvolution of one channel.
@@ -221,6 +222,10 @@ def richardson_lucy(
         If given, the estimate is re-blurred with this PSF before it is
         returned (on the extended domain, so sources beyond the edge still
         spill in): the result is the image at the target PSF.
+    mask : (H, W) bool array_like or None
+        Pixels whose data count (True); the others (mirrored padding, clipped
+        or bad pixels) are unknown: the estimate there is inferred from the
+        neighbouring data only. None = every pixel counts.
     callback : callable or None
         ``callback(k, estimate)`` after each iteration ``k`` (1-based), with the
         current result (re-blurred if ``target_psf`` is given, background
@@ -260,7 +265,13 @@ def richardson_lucy(
     # boundary-aware RL (Bertero & Boccacci 2005): the estimate extends beyond
     # the tile by the kernel's reach, the data outside it are unknown (weight 0)
     wgt = np.zeros(p.shape)
-    wgt[inner] = 1.0
+    if mask is None:
+        wgt[inner] = 1.0
+    else:
+        mk = np.asarray(mask, bool)
+        if mk.shape != y0.shape:
+            raise ParameterError(f"mask must have the image's shape {y0.shape}, got {mk.shape}")
+        wgt[inner] = mk
     norm = p.conv(wgt, Hc)
     live = norm > 1e-3
     norm = np.where(live, norm, 1.0)
@@ -296,7 +307,7 @@ def richardson_lucy(
         if chi2_target is not None:
             m = np.maximum(p.conv(x_new, H), 0.0)[inner]
             var = sigma**2 + (m / gain if gain else 0.0)
-            chi2 = float(np.mean((y[inner] - b - m) ** 2 / var))
+            chi2 = float(np.sum(wgt[inner] * (y[inner] - b - m) ** 2 / var) / max(np.sum(wgt[inner]), 1.0))
             info.chi2.append(chi2)
             if chi2 <= chi2_target:
                 info.stopped_by = "discrepancy"
@@ -510,6 +521,7 @@ def classical_translate(
     *,
     background: np.ndarray | float = 0.0,
     star_mask: np.ndarray | None = None,
+    data_box: tuple[int, int, int, int] | None = None,
     options: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Translate one tile from its source PSF to the targets (per channel).
@@ -533,6 +545,10 @@ def classical_translate(
         Weights in [0, 1] of the stars layer. None puts everything in the
         non-stellar layer (at the stellar target with automatic PSF, at the
         non-stellar target with a manual PSF diameter).
+    data_box : (y0, x0, y1, x1) or None
+        The part of the tile that holds image data (tile coordinates, end
+        exclusive); the rest is padding (e.g. mirrored beyond the image edge)
+        that Richardson-Lucy treats as unknown. None = all of it is data.
     options : dict or None
         Extra keywords of :func:`richardson_lucy` or :func:`wiener`.
 
@@ -557,6 +573,14 @@ def classical_translate(
         bgs = bgs[:, None, None]
     bgs = np.broadcast_to(bgs, t.shape) if bgs.ndim else np.broadcast_to(bgs, t.shape)
     opts = dict(options or {})
+    if data_box is not None and method == "rl":
+        y0, x0, y1, x1 = (int(v) for v in data_box)
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise ParameterError(f"data_box {data_box} does not lie inside the {h}x{w} tile")
+        if (y0, x0, y1, x1) != (0, 0, h, w):
+            dm = np.zeros((h, w), bool)
+            dm[y0:y1, x0:x1] = True
+            opts["mask"] = dm
     stars = np.zeros(t.shape, dtype=np.float32)
     nonst = np.zeros(t.shape, dtype=np.float32)
     mask = None
