@@ -242,11 +242,16 @@ def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, s
         # Richardson-Lucy keeps its estimate above the background it is given, so it
         # gets the sky level (a scalar per channel): a map that follows nebulosity
         # would clip the data below it into flat patches.
+        # Pixels mirrored beyond the image edge are not data: Richardson-Lucy is
+        # told (data_box) so that stars cut by the edge do not become spikes.
+        h, w = psf.shape
         stars = np.empty_like(tiles)
         nonst = np.empty_like(tiles)
-        for i in range(len(boxes)):
+        for i, b in enumerate(boxes):
+            data_box = (max(0, -b.py0), max(0, -b.px0), min(b.ph, h - b.py0), min(b.pw, w - b.px0))
             stars[i], nonst[i] = classical_translate(
-                tiles[i], maps[i], params, sigma, method, background=np.asarray(bg.level, float)
+                tiles[i], maps[i], params, sigma, method, background=np.asarray(bg.level, float),
+                data_box=data_box,
             )
         return stars, nonst
 
