@@ -16,7 +16,7 @@ Method
                   windowed size > ``size_tolerance`` x the local median stellar size;
    ``SHARP``      smaller than the stars around it (cosmic rays, hot-pixel pairs);
    ``CROWDED``    another source within the isolation radius brighter than 5 % of
-                  it, or a brighter one within twice that radius;
+                  it, or one 3 times brighter within twice that radius;
    ``STRUCTURED`` it sits on structured emission: the sky around it varies by much
                   more than the noise (nebula knots, galaxy cores, spiral arms).
 
@@ -48,6 +48,7 @@ __all__ = [
     "FLAG_CROWDED",
     "FLAG_STRUCTURED",
     "FLAG_NAMES",
+    "typical_size",
 ]
 
 FLAG_EDGE = 1
@@ -244,7 +245,13 @@ def detect_stars(
 
     # 2. windowed moments on the unsmoothed image
     r = int(np.ceil(2.0 * fwhm)) + 1
-    st = _stamps(work, iy, ix, r, fill=0.0).astype(np.float64)
+    st = _stamps(work, iy, ix, r, fill=np.nan).astype(np.float64)
+    # local background: median of the stamp's border (stars on nebulae)
+    border = np.concatenate([st[:, 0, :], st[:, -1, :], st[:, 1:-1, 0], st[:, 1:-1, -1]], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        local_bg = np.nan_to_num(np.nanmedian(border, axis=1))
+    st = np.nan_to_num(st - local_bg[:, None, None])
     off = np.arange(-r, r + 1, dtype=float)
     sw = max(fwhm / _SIGMA_TO_FWHM, 0.7) * 1.5  # window sigma
     cx = np.zeros(n)
@@ -274,6 +281,8 @@ def detect_stars(
     vm = np.clip(0.5 * tr, 1e-4, 0.95 * sw * sw)
     v = vm * sw * sw / (sw * sw - vm)
     size_est = _SIGMA_TO_FWHM * np.sqrt(v)
+    # much wider than the window: the size is not measurable, only "large"
+    size_est[0.5 * tr >= 0.8 * sw * sw] = np.inf
     ecc = np.hypot(mxx - myy, 2 * mxy) / tr
     elong = 1.0 - np.sqrt(np.clip((1 - ecc) / (1 + ecc), 0, 1))
     flux = (st * (dx * dx + dy * dy <= (1.5 * fwhm) ** 2)).sum(axis=(1, 2))
@@ -302,7 +311,7 @@ def detect_stars(
         a_i = np.concatenate([pairs[:, 0], pairs[:, 1]])
         b_i = np.concatenate([pairs[:, 1], pairs[:, 0]])
         d = np.hypot(*(all_xy[a_i] - all_xy[b_i]).T)
-        bad = ((d <= iso) & (all_h[b_i] > 0.05 * all_h[a_i])) | (all_h[b_i] > all_h[a_i])
+        bad = ((d <= iso) & (all_h[b_i] > 0.05 * all_h[a_i])) | (all_h[b_i] > 3.0 * all_h[a_i])
         hit = np.unique(a_i[bad & (a_i < n)])
         flags[hit] |= FLAG_CROWDED
     # structured surroundings: robust spread of the sky in an annulus, compared
@@ -336,17 +345,24 @@ def detect_stars(
         rflat = resid.reshape(n, -1)
         spread = 1.4826 * np.nanmedian(np.abs(rflat - np.nanmedian(rflat, axis=1, keepdims=True)), axis=1)
     spread = np.nan_to_num(spread)
-    flags[spread > 1.6 * sigma + 0.15 * lev] |= FLAG_STRUCTURED
+    flags[spread > 2.5 * sigma + 0.25 * lev] |= FLAG_STRUCTURED
 
-    # size relative to the local stellar population
-    ref_ok = (flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_STRUCTURED)) == 0
+    # size relative to the local stellar population: the typical stellar size is
+    # the mode of the sizes (stars form a tight peak; knots and galaxies spread
+    # to larger sizes), the local reference the median size of the 25 nearest
+    # candidates that are star-like by that mode
+    ref_ok = (flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT)) == 0
     ref_ok &= height > 2 * threshold
     if ref_ok.sum() < 5:
         ref_ok = (flags & (FLAG_HOT | FLAG_SATURATED)) == 0
     if ref_ok.sum() >= 3:
-        rxy = np.column_stack([cx + ix, cy + iy])[ref_ok]
-        rsize = size_est[ref_ok]
-        k = int(min(25, ref_ok.sum()))
+        mode = typical_size(size_est[ref_ok])
+        starlike = ref_ok & (size_est > 0.6 * mode) & (size_est < 1.6 * mode)
+        if starlike.sum() < 3:
+            starlike = ref_ok
+        rxy = np.column_stack([cx + ix, cy + iy])[starlike]
+        rsize = size_est[starlike]
+        k = int(min(25, starlike.sum()))
         _, nn = cKDTree(rxy).query(np.column_stack([cx + ix, cy + iy]), k=k)
         nn = np.asarray(nn).reshape(n, -1)
         local = np.median(rsize[nn], axis=1)
@@ -364,6 +380,23 @@ def detect_stars(
         elongation=elong,
         flags=flags,
     )
+
+
+def typical_size(sizes: np.ndarray, quantile: float = 10.0) -> float:
+    """Typical stellar size (px) from the sizes of detected sources.
+
+    Every real source is at least as wide as the PSF, so stars form the lower
+    envelope of the sizes (knots, galaxies and blends lie above; hot pixels
+    should have been removed before): the result is the median of the sizes
+    within [0.75, 1.3] x their ``quantile``-th percentile. It holds while stars
+    are more than about ``quantile`` % of the sources."""
+    v = np.asarray(sizes, float)
+    v = v[np.isfinite(v) & (v > 0.5)]
+    if v.size == 0:
+        return float("nan")
+    q = np.percentile(v, quantile)
+    sel = v[(v >= 0.75 * q) & (v <= 1.3 * q)]
+    return float(np.median(sel)) if sel.size else float(q)
 
 
 def _empty() -> Candidates:

@@ -33,7 +33,7 @@ from ..errors import ImageDataError, NoStarsWarning, ParameterError
 from ..noise import Background, estimate_background
 from ..params import DEFAULT_BETA
 from ..tiles import plan_grid
-from .detect import Candidates, _stamps, detect_stars, saturation_level
+from .detect import FLAG_CROWDED, FLAG_EDGE, FLAG_HOT, FLAG_SATURATED, Candidates, _stamps, detect_stars, saturation_level, typical_size
 from .field import ORIGINS, PARAM_NAMES, PSFField
 from .fit import StarFits, fit_stars
 
@@ -245,10 +245,15 @@ def measure_psf(
     fg = DEFAULT_FWHM
     cand = detect_stars(lum, lsig, fwhm=fg, saturated=satmask, max_candidates=cap)
     for _ in range(2):
-        ok = cand.good
+        # stars are the most compact sources that are not single-pixel spikes:
+        # take a low quantile of the sizes of the brightest clean detections
+        ok = (cand.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_CROWDED)) == 0
         if ok.sum() < 5:
             break
-        typical = float(np.median(cand.size[ok][:300]))
+        ok &= cand.peak > 10.0
+        if ok.sum() < 5:
+            break
+        typical = typical_size(cand.size[ok][:1000])
         if 0.75 * fg <= typical <= 1.33 * fg:
             break
         fg = float(np.clip(typical, 1.0, 25.0))
@@ -364,6 +369,12 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
         if sel.size == 0:
             # this channel has nothing: copy another channel's stars' medians
             continue
+        # stars are the narrowest sources: drop fits much wider than the lower
+        # envelope of the fitted FWHMs (nebula knots, galaxies the detector let
+        # through) or much narrower (hot-pixel clusters)
+        typ = typical_size(table.fwhm[sel])
+        if np.isfinite(typ):
+            sel = sel[(table.fwhm[sel] <= 1.6 * typ) & (table.fwhm[sel] >= 0.5 * typ)]
         pv = np.column_stack([getattr(table, n)[sel] for n in PARAM_NAMES])
         sx, sy = table.x[sel], table.y[sel]
         # global outlier clip (catches blends / knots the detector let through)
