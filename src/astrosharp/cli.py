@@ -226,7 +226,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_psf(args: argparse.Namespace) -> int:
-    from .io._atomic import check_output_path
+    from .io import check_output_path
     from .pipeline import measure_psf
     from .psf.report import format_psf_table, psf_to_json
 

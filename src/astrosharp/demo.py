@@ -135,7 +135,7 @@ def run_demo(
     from . import __version__
     from .image import Image
     from .io import write_image
-    from .io._atomic import check_output_path
+    from .io import check_output_path
     from .pipeline import history_line, sharpen
 
     out = Path(out_dir)

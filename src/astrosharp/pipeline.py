@@ -463,8 +463,7 @@ def sharpen_file(
     (SharpenResult, Path)
         The result and where the sharpened image was written.
     """
-    from .io import default_output_path, read_image, write_image
-    from .io._atomic import check_output_path
+    from .io import check_output_path, default_output_path, read_image, write_image
 
     params = SharpenParams() if params is None else params
     src = Path(in_path)
