@@ -254,3 +254,37 @@ def test_sharpen_raw_colour_filter_array_frame_is_debayered(real_dir, tmp_path, 
     data = fits.getdata(out)
     assert data.shape == (3, h0["NAXIS2"], h0["NAXIS1"])
     assert np.isfinite(data).all()
+
+
+def test_demo_writes_input_result_and_picture(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "128", "--method", "wiener", "-q"]) == 0
+    files = {p.name for p in out.iterdir()}
+    assert files == {"demo_input.fits", "demo_astrosharp.fits", "demo_before_after.png"}
+    a, b = fits.getdata(out / "demo_input.fits"), fits.getdata(out / "demo_astrosharp.fits")
+    assert a.shape == b.shape == (3, 128, 128)
+    assert not np.array_equal(a, b)
+    assert "method=wiener" in " ".join(str(h) for h in fits.getheader(out / "demo_astrosharp.fits")["HISTORY"])
+    png = (out / "demo_before_after.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # a second run does not overwrite without being told
+    assert main(["demo", "--out", str(out), "--size", "128", "--method", "wiener"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--size", "128", "--method", "wiener", "--overwrite", "-q"]) == 0
+
+
+def test_library_chatter_is_not_shown(tmp_path, capsys, monkeypatch):
+    import astrosharp.cli as cli
+
+    def noisy(args):
+        import warnings as w
+
+        w.warn("Mean of empty slice", RuntimeWarning)
+        w.warn("something the user should know", UserWarning)
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "info", noisy)
+    assert main(["info", "x.fits"]) == 0
+    err = capsys.readouterr().err
+    assert "Mean of empty slice" not in err
+    assert "astrosharp: warning: something the user should know" in err

@@ -252,8 +252,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    run_bench(quick=args.quick, json_path=args.json, quiet=args.quiet)
+        from .io import check_output_path
+
+        check_output_path(Path(args.json), overwrite=True)  # the folder must exist before the long run
+
+    def say(message: str) -> None:
+        _say(args, f"{PROG}: bench: {message}")
+
+    result = run_bench(quick=args.quick, json_path=args.json, progress=say)
+    print(result.table())
+    for note in result.notes:
+        _say(args, f"{PROG}: note: {note}")
     if args.json:
         _say(args, f"{PROG}: wrote {args.json}")
     return 0
@@ -308,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        if not args.debug:  # numerical and library chatter is not for users
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
+            warnings.filterwarnings("ignore", module="astropy")
         warnings.showwarning = show
         try:
             return COMMANDS[args.command](args)
