@@ -16,7 +16,8 @@ Method
                   windowed size > ``size_tolerance`` x the local median stellar size;
    ``SHARP``      smaller than the stars around it (cosmic rays, hot-pixel pairs);
    ``CROWDED``    another source within the isolation radius brighter than 5 % of
-                  it, or one 3 times brighter within twice that radius;
+                  it, or one over 3 times brighter within sqrt(brightness ratio)
+                  (2 to 5) times that radius;
    ``STRUCTURED`` it sits on structured emission: the sky around it varies by much
                   more than the noise (nebula knots, galaxy cores, spiral arms).
 
@@ -306,12 +307,15 @@ def detect_stars(
     flags[(cval > 0) & (nb < 0.15 * cval)] |= FLAG_HOT
     # isolation (all peaks count as neighbours, measured or not)
     iso = max(6.0, 3.0 * fwhm) if isolation is None else float(isolation)
-    pairs = cKDTree(all_xy).query_pairs(r=2.0 * iso, output_type="ndarray")
+    pairs = cKDTree(all_xy).query_pairs(r=5.0 * iso, output_type="ndarray")
     if pairs.size:
         a_i = np.concatenate([pairs[:, 0], pairs[:, 1]])
         b_i = np.concatenate([pairs[:, 1], pairs[:, 0]])
         d = np.hypot(*(all_xy[a_i] - all_xy[b_i]).T)
-        bad = ((d <= iso) & (all_h[b_i] > 0.05 * all_h[a_i])) | (all_h[b_i] > 3.0 * all_h[a_i])
+        ratio = all_h[b_i] / np.maximum(all_h[a_i], 1e-12)
+        # a brighter neighbour's wings reach further: out to iso * sqrt(ratio)
+        reach = iso * np.clip(np.sqrt(ratio), 2.0, 5.0)
+        bad = ((d <= iso) & (ratio > 0.05)) | ((ratio > 3.0) & (d <= reach))
         hit = np.unique(a_i[bad & (a_i < n)])
         flags[hit] |= FLAG_CROWDED
     # structured surroundings: robust spread of the sky in an annulus, compared
@@ -329,6 +333,19 @@ def detect_stars(
     rq = np.sqrt(np.maximum(qq, 0))
     ring = np.floor(rq).astype(int)
     ann = (rq >= ra_in) & (rq < np.floor(ra_out) + 1)
+    # remove a plane fitted to the annulus (the slope of a nearby extended source
+    # or nebula is structure too, but a smooth one the ring medians cannot follow)
+    gx = np.broadcast_to(oo[None, None, :], big.shape)
+    gy = np.broadcast_to(oo[None, :, None], big.shape)
+    msk = ann & np.isfinite(big)
+    bz = np.where(msk, big, 0.0)
+    X = [np.where(msk, 1.0, 0.0), np.where(msk, gx, 0.0), np.where(msk, gy, 0.0)]
+    A = np.stack([np.stack([(X[i] * X[j]).sum(axis=(1, 2)) for j in range(3)], -1) for i in range(3)], -2)
+    bvec = np.stack([(X[i] * bz).sum(axis=(1, 2)) for i in range(3)], -1)
+    A = A + 1e-9 * np.eye(3)[None]
+    coef = np.linalg.solve(A, bvec[..., None])[..., 0]
+    slope = coef[:, 1, None, None] * gx + coef[:, 2, None, None] * gy
+    big = big - slope
     resid = np.full(big.shape, np.nan, dtype=np.float32)
     lev = np.zeros(n)
     for rv in range(int(np.floor(ra_in)), int(np.floor(ra_out)) + 1):

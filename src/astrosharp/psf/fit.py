@@ -251,7 +251,7 @@ class StarFits:
 
     def select(self, index) -> "StarFits":
         """A subset (boolean mask or index array)."""
-        return StarFits(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return type(self)(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @classmethod
     def concatenate(cls, parts: list["StarFits"]) -> "StarFits":

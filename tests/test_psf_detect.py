@@ -1,0 +1,75 @@
+import numpy as np
+
+from astrosharp.psf.detect import (
+    FLAG_CROWDED,
+    FLAG_EDGE,
+    FLAG_EXTENDED,
+    FLAG_HOT,
+    FLAG_SATURATED,
+    FLAG_STRUCTURED,
+    detect_stars,
+    saturation_level,
+    typical_size,
+)
+from astrosharp.psf.moffat import moffat_image
+
+
+def _add(img, x, y, flux, fwhm, beta=3.0, r=20):
+    h, w = img.shape
+    ix, iy = int(round(x)), int(round(y))
+    y0, y1, x0, x1 = max(0, iy - r), min(h, iy + r + 1), max(0, ix - r), min(w, ix + r + 1)
+    img[y0:y1, x0:x1] += moffat_image((y1 - y0, x1 - x0), x - x0, y - y0, flux, fwhm, beta, oversample=3)
+
+
+def _nearest(c, x, y):
+    return np.hypot(c.x - x, c.y - y).min() if len(c) else np.inf
+
+
+def test_flags_each_kind_of_impostor():
+    rng = np.random.default_rng(0)
+    h, w = 400, 400
+    img = rng.normal(0, 1.0, (h, w))
+    stars = [(60.3, 60.7), (200.2, 80.1), (320.6, 90.4), (90.5, 300.2), (300.1, 310.8), (200.4, 200.5)]
+    for x, y in stars:
+        _add(img, x, y, 5e3, 3.0)
+    _add(img, 150.2, 150.3, 5e3, 3.0)  # a close pair -> crowded
+    _add(img, 156.0, 152.0, 3e3, 3.0)
+    _add(img, 3.2, 250.0, 5e3, 3.0)  # at the edge
+    _add(img, 250.0, 350.0, 1e6, 3.0)  # saturated
+    sat = 2000.0
+    img = np.minimum(img, sat)
+    for x, y in [(120, 220), (280, 200), (40, 150)]:  # hot pixels
+        img[y, x] += 800.0
+    for x, y in [(350.0, 220.0), (130.0, 360.0)]:  # extended blobs (galaxies / knots)
+        _add(img, x, y, 3e4, 12.0, beta=2.0, r=40)
+    c = detect_stars(img, 1.0, fwhm=3.0, saturated=img >= 0.9 * sat)
+    good = c.select(c.good)
+    for x, y in stars:
+        assert _nearest(good, x, y) < 0.5
+    assert len(good) == len(stars)
+    def flag_at(x, y):
+        i = np.argmin(np.hypot(c.x - x, c.y - y))
+        assert np.hypot(c.x[i] - x, c.y[i] - y) < 3
+        return c.flags[i]
+    assert flag_at(150.2, 150.3) & FLAG_CROWDED
+    assert flag_at(3.2, 250.0) & FLAG_EDGE
+    assert flag_at(250.0, 350.0) & FLAG_SATURATED
+    for x, y in [(120, 220), (280, 200), (40, 150)]:
+        assert flag_at(x, y) & FLAG_HOT
+    for x, y in [(350.0, 220.0), (130.0, 360.0)]:
+        assert flag_at(x, y) & (FLAG_EXTENDED | FLAG_STRUCTURED)
+
+
+def test_saturation_plateau_found_only_when_present():
+    a = np.zeros((2, 50, 50))
+    a[0, 10:12, 10:12] = 5.0
+    a[1, 10, 10] = 5.0
+    s = saturation_level(a)
+    assert s[0] == 5.0 and np.isinf(s[1])
+
+
+def test_typical_size_is_the_stellar_lower_envelope():
+    rng = np.random.default_rng(1)
+    stars = rng.normal(4.0, 0.15, 60)
+    knots = rng.uniform(6.0, 15.0, 200)  # knots outnumber stars
+    assert abs(typical_size(np.concatenate([stars, knots])) - 4.0) < 0.3

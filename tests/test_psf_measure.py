@@ -1,0 +1,86 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from astrosharp.errors import NoStarsWarning
+from astrosharp.params import DEFAULT_BETA
+from astrosharp.psf.field import ORIGINS
+from astrosharp.psf.measure import DEFAULT_FWHM, measure_psf, measure_psf_field
+
+from _psf_helpers import psf_at, star_image
+
+
+def _angle_diff(a, b):
+    return abs(((a - b + 90.0) % 180.0) - 90.0)
+
+
+@pytest.mark.parametrize(
+    "fwhm,beta,e,angle",
+    [((3.0, 4.0), 3.0, 0.2, 30.0), ((2.0, 2.4), 1.6, 0.0, 0.0), ((6.5, 8.0), 5.0, 0.4, 120.0)],
+)
+def test_field_matches_known_varying_psf(fwhm, beta, e, angle):
+    rng = np.random.default_rng(7)
+    img, _, _ = star_image(rng, fwhm=fwhm, beta=beta, e=e, angle=angle)
+    f = measure_psf_field(img)
+    assert f.values.shape == (1, 6, 2, 2)
+    assert np.all(f.origin == ORIGINS.index("own"))
+    for iy, y in enumerate(f.ys):
+        for ix, x in enumerate(f.xs):
+            tf, tb, te, ta = psf_at(y, x, img.shape[1:], fwhm=fwhm, beta=beta, e=e, angle=angle)
+            m = f.at(y, x)
+            assert m["fwhm"] == pytest.approx(tf, rel=0.03)
+            assert m["beta"] == pytest.approx(tb, rel=0.15)
+            assert m["ellipticity"] == pytest.approx(te, abs=0.03)
+            if te >= 0.1:
+                assert _angle_diff(m["angle"], ta) < 5.0
+            assert f.counts[0, iy, ix] >= 5
+            assert 0 < f.scatter[0, 0, iy, ix] < 0.2 * tf
+
+
+def test_saturated_stars_are_not_used():
+    rng = np.random.default_rng(3)
+    img, xs, ys = star_image(rng, n=100, flux=(3e3, 3e4))
+    sat = float(np.percentile(img, 99.97))
+    img = np.minimum(img, sat)
+    m = measure_psf(img)
+    used = m.stars.select(m.stars.used)
+    clipped = img[0] >= sat
+    for x, y in zip(used.x, used.y):
+        iy, ix = int(round(y)), int(round(x))
+        assert not clipped[max(0, iy - 4) : iy + 5, max(0, ix - 4) : ix + 5].any()
+    assert np.isfinite(m.saturation[0]) and m.saturation[0] == pytest.approx(sat)
+
+
+def test_empty_tiles_borrow_and_say_so():
+    rng = np.random.default_rng(4)
+    img, _, _ = star_image(rng, shape=(600, 1100), n=200, fwhm=(3.0, 3.0))
+    img[0, :, 560:] = rng.normal(100.0, 1.0, (600, 540))  # right half: no stars
+    f = measure_psf_field(img)
+    assert f.values.shape[2:] == (2, 3)
+    assert np.all(f.origin[0, :, 0] == ORIGINS.index("own"))
+    assert np.all(f.origin[0, :, 2] != ORIGINS.index("own"))
+    assert any("borrow" in n or "whole-image" in n for n in f.notes)
+    assert f.param("fwhm")[0, :, 2] == pytest.approx(3.0, rel=0.05)
+
+
+def test_no_stars_warns_and_falls_back():
+    rng = np.random.default_rng(5)
+    img = rng.normal(50.0, 2.0, (3, 300, 300)).astype(np.float32)
+    with pytest.warns(NoStarsWarning):
+        f = measure_psf_field(img)
+    assert np.all(f.origin == ORIGINS.index("fallback"))
+    assert np.allclose(f.param("fwhm"), DEFAULT_FWHM) and np.allclose(f.param("beta"), DEFAULT_BETA)
+    assert any("default" in n and "no usable stars" in n for n in f.notes)
+
+
+def test_nebula_knots_are_not_taken_for_stars():
+    synth = pytest.importorskip("astrosharp.synth")
+    case = synth.make_case("nebula_rgb", seed=5, size=512)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoStarsWarning)
+        m = measure_psf(case.obs.image)
+    used = m.stars.select(m.stars.used)
+    assert len(used) > 0
+    d = np.hypot(used.x[:, None] - case.scene.star_x[None], used.y[:, None] - case.scene.star_y[None]).min(1)
+    assert np.all(d < 1.5), "a star used for the PSF is not a star of the scene"
