@@ -179,25 +179,33 @@ def _measure_field(data: np.ndarray, background: Any, params: SharpenParams,
                              saturation=saturation)
 
 
-def measure_psf(image: Image | np.ndarray, *, tile: int = 512, overlap: float = 0.2) -> PSFField:
+def measure_psf(image: Image | np.ndarray, *, tile: int = 512, overlap: float = 0.2,
+                details: bool = False) -> Any:
     """The PSF field of an image (stars in, a PSF map out).
 
     Parameters
     ----------
     image : Image or (C, H, W) / (H, W) ndarray
-        Linear image; NaN / Inf pixels are ignored.
+        Linear image; NaN / Inf pixels are filled with the local background
+        first (as :func:`sharpen` does).
+    tile, overlap : int, float
+        The engine's tile plan (one field node per tile).
+    details : bool
+        Return the whole :class:`~astrosharp.psf.measure.PSFMeasurement`
+        (field, fitted stars, background) instead of the field alone.
 
     Returns
     -------
-    PSFField
+    PSFField, or PSFMeasurement when ``details``
     """
     from .noise import estimate_background
+    from .psf.measure import measure_psf as _measure
 
     img = _as_image(image)
     bg = estimate_background(img.data)
     filled = _fill_bad(img.data, ~np.isfinite(img.data), bg)
-    params = SharpenParams(tile_size=tile, overlap=overlap, method="rl")
-    return _measure_field(filled, bg, params, detect_saturation(img.data))
+    m = _measure(filled, bg, tile=tile, overlap=overlap, saturation=detect_saturation(img.data))
+    return m if details else m.field
 
 
 def _fill_bad(data: np.ndarray, bad: np.ndarray, bg: Any) -> np.ndarray:
@@ -353,10 +361,19 @@ def sharpen(
         return SharpenResult(img.with_data(stars + nonst), stars, nonst, None, params, "none", notes, timings, n_bad)
 
     t0 = time.perf_counter()
-    bg = estimate_background(data)
-    filled = _fill_bad(data, bad, bg)
+    # calibration / stacking borders (astrosharp.edges): NaN for the estimates,
+    # a reflection of the interior for processing, given back unchanged at the end
+    from .edges import fill_borders, find_borders, hide_borders
+
+    borders = find_borders(data)
+    measured = data
+    if borders.any:
+        notes.append(borders.describe())
+        measured = hide_borders(data, borders.mask)
+    bg = estimate_background(measured)
+    filled = _fill_bad(measured, (bad | borders.mask) if borders.any else bad, bg)
     sigma = _noise_floor(filled, np.asarray(bg.level), np.asarray(bg.sigma))
-    saturation = detect_saturation(data)
+    saturation = detect_saturation(measured)
     timings["background"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -387,7 +404,7 @@ def sharpen(
 
     passes = _passes(run_params, psf)
     n_tiles = len(plan_grid((h, w), params.tile_size, params.overlap))
-    current = filled
+    current = fill_borders(filled, borders.mask) if borders.any else filled
     stars = nonst = None
     t0 = time.perf_counter()
     with progress_bar(n_tiles * len(passes), f"sharpening ({method})", quiet=not progress) as bar:
@@ -404,6 +421,10 @@ def sharpen(
     if n_bad:
         stars[bad] = 0.0
         nonst[bad] = data[bad]
+    if borders.any:
+        from .edges import restore_borders
+
+        restore_borders(stars, nonst, data, borders.mask)
     out = stars + nonst
     timings["total"] = time.perf_counter() - t_start
     return SharpenResult(img.with_data(out), stars, nonst, psf, params, method, notes, timings, n_bad)
