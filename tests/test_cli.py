@@ -288,3 +288,19 @@ def test_library_chatter_is_not_shown(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "Mean of empty slice" not in err
     assert "astrosharp: warning: something the user should know" in err
+
+
+def test_psf_prints_table_json_and_plot(tmp_path, capsys):
+    import json
+
+    src = _write_star_fits(tmp_path / "psf.fits", shape=(200, 240), seed=3)
+    js, png = tmp_path / "psf.json", tmp_path / "psf.png"
+    assert main(["psf", str(src), "--json", str(js), "--plot", str(png), "-q"]) == 0
+    out = capsys.readouterr().out
+    row = [ln for ln in out.splitlines() if ln.startswith("mono")][0]
+    assert float(row.split()[1]) == pytest.approx(3.5, rel=0.05)  # the FWHM the stars were made with
+    data = json.loads(js.read_text())
+    assert data["summary"][0]["fwhm"] == pytest.approx(3.5, rel=0.05)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["psf", str(src), "--json", str(js)]) == 1  # exists, no --overwrite
+    assert "already exists" in capsys.readouterr().err

@@ -226,6 +226,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_psf(args: argparse.Namespace) -> int:
+    import json
+
     from .io import check_output_path
     from .pipeline import measure_psf
     from .psf.report import format_psf_table, psf_to_json
@@ -234,16 +236,15 @@ def _cmd_psf(args: argparse.Namespace) -> int:
         if out:
             check_output_path(Path(out), overwrite=args.overwrite, input_path=Path(args.input))
     img = _read(args.input)
-    field = measure_psf(img)
-    print(format_psf_table(field))
+    measurement = measure_psf(img, details=True)
+    print(format_psf_table(measurement))
     if args.json:
-        text = psf_to_json(field)
-        Path(args.json).write_text(text if isinstance(text, str) else __import__("json").dumps(text, indent=1))
+        Path(args.json).write_text(json.dumps(psf_to_json(measurement), indent=1))
         _say(args, f"{PROG}: wrote {args.json}")
     if args.plot:
         from .psf.plot import plot_psf_field
 
-        plot_psf_field(field, args.plot, image=img.data)
+        plot_psf_field(measurement, args.plot, image=img.data)
         _say(args, f"{PROG}: wrote {args.plot}")
     return 0
 
