@@ -304,3 +304,34 @@ def test_psf_prints_table_json_and_plot(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["psf", str(src), "--json", str(js)]) == 1  # exists, no --overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+def test_bench_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch):
+    # the command's plumbing only; the benchmark itself is tested with astrosharp.bench
+    import sys
+    import types
+
+    calls = {}
+
+    class Result:
+        notes = ["nn row skipped: no model file is installed yet"]
+
+        def table(self):
+            return "case  method  psnr\nstars rl      30.0"
+
+    def run_bench(quick=False, json_path=None, progress=None, **kw):
+        calls.update(quick=quick, json_path=json_path)
+        progress("case stars")
+        if json_path:
+            open(json_path, "w").write("{}")
+        return Result()
+
+    monkeypatch.setitem(sys.modules, "astrosharp.bench", types.SimpleNamespace(run_bench=run_bench))
+    js = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--json", str(js)]) == 0
+    cap = capsys.readouterr()
+    assert "stars rl      30.0" in cap.out
+    assert "astrosharp: bench: case stars" in cap.err and "nn row skipped" in cap.err
+    assert calls == {"quick": True, "json_path": str(js)} and js.exists()
+    assert main(["bench", "--json", str(tmp_path / "missing" / "b.json")]) == 1
+    assert "output folder" in capsys.readouterr().err
