@@ -170,6 +170,7 @@ def richardson_lucy(
     tol: float | None = 2e-3,
     offset: float | None = None,
     accelerate: bool = True,
+    floor_correction: bool = True,
     target_psf: np.ndarray | None = None,
     mask: np.ndarray | None = None,
     callback: Callable[[int, np.ndarray], None] | None = None,
@@ -215,6 +216,12 @@ def richardson_lucy(
         Stopping thresholds; None switches that rule off.
     offset : float or None
         The positivity offset; None uses ``3 * sigma``.
+    floor_correction : bool
+        Lower ``background`` where it is too high for the data: the 1st
+        percentile of ``image - background`` must not lie above -2.326 sigma
+        (where the darkest 1 % of pure sky would be). Background estimates
+        biased by nebulosity otherwise leave a residual RL cannot fit, and the
+        discrepancy rule never stops it.
     accelerate : bool
         Biggs-Andrews (1997) extrapolation of the iterates (several times
         fewer iterations for the same result).
@@ -247,6 +254,12 @@ def richardson_lucy(
     if damping < 0 or damping_power < 1:
         raise ParameterError("damping must be >= 0 and damping_power >= 1")
     bg = np.broadcast_to(np.asarray(background, dtype=np.float64), y0.shape)
+    if floor_correction:
+        # the darkest 1 % of the pixels should be sky: background noise only,
+        # reaching 2.326 sigma below the sky level; a background estimate lifted
+        # by nebulosity would sit above them and leave RL a residual it cannot fit
+        q1 = float(np.percentile(y0 - bg, 1.0))
+        bg = bg - max(0.0, -q1 - 2.326 * sigma)
     b = 3.0 * sigma if offset is None else float(offset)
     if b <= 0:
         raise ParameterError("offset must be positive")
