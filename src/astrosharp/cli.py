@@ -176,10 +176,13 @@ def _cmd_sharpen(args: argparse.Namespace) -> int:
         stars_only=args.stars_only,
         progress=not args.quiet,
     )
+    shown = getattr(args, "shown_warnings", set())
     for note in result.notes:
-        _say(args, f"{PROG}: note: {note}")
+        if note not in shown:  # a warning already said it
+            _say(args, f"{PROG}: note: {note}")
     t = result.timings.get("total", 0.0)
-    _say(args, f"{PROG}: wrote {written} ({result.method}, {params.describe()}; {t:.1f} s)")
+    what = "unchanged copy" if result.method == "none" else f"{result.method}, {params.describe()}"
+    _say(args, f"{PROG}: wrote {written} ({what}; {t:.1f} s)")
     if args.starless:
         _say(args, f"{PROG}: wrote {args.starless} (non-stellar layer)")
     if args.stars_only:
@@ -312,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version (0) and usage errors (2)
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
 
+    args.shown_warnings = set()
+
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        args.shown_warnings.add(str(message))
         if not args.quiet:
             print(f"{PROG}: warning: {message}", file=sys.stderr)
 
