@@ -172,11 +172,22 @@ def _noise_floor(data: np.ndarray, level: np.ndarray, sigma: np.ndarray) -> np.n
 
 
 def _measure_field(data: np.ndarray, background: Any, params: SharpenParams,
-                   saturation: np.ndarray | None = None) -> PSFField:
+                   saturation: np.ndarray | None = None, progress: bool = False) -> PSFField:
+    from ._progress import progress_bar
     from .psf.measure import measure_psf_field
 
-    return measure_psf_field(data, background, tile=params.tile_size, overlap=params.overlap,
-                             saturation=saturation)
+    with progress_bar(100, "measuring the PSF", quiet=not progress, unit="%") as bar:
+        done = [0]
+
+        def tick(stage: str, fraction: float) -> None:
+            bar.set_description(f"measuring the PSF ({stage})")
+            step = int(round(100 * fraction)) - done[0]
+            if step > 0:
+                bar.update(step)
+                done[0] += step
+
+        return measure_psf_field(data, background, tile=params.tile_size, overlap=params.overlap,
+                                 saturation=saturation, progress=tick)
 
 
 def measure_psf(image: Image | np.ndarray, *, tile: int = 512, overlap: float = 0.2,
@@ -378,7 +389,7 @@ def sharpen(
 
     t0 = time.perf_counter()
     if psf_field is None:
-        psf = _measure_field(filled, bg, params, saturation)
+        psf = _measure_field(filled, bg, params, saturation, progress)
         if params.psf_diameter is not None and np.all(psf.origin == ORIGINS.index("fallback")):
             # no stars at all (planet, Moon, starless data): the manual PSF is the source everywhere
             d = max(float(params.psf_diameter), F_MIN)
