@@ -47,7 +47,7 @@ from .errors import AstrosharpWarning, DataWarning, ImageDataError, ModelError
 from .image import Image
 from .params import DEFAULT_BETA, F_MIN, SharpenParams
 from .psf.field import ORIGINS, PARAM_NAMES, PSFField
-from .tiles import plan_grid, run_tiled
+from .tiles import extract_tile, plan_grid, run_tiled
 
 __all__ = [
     "SharpenResult",
@@ -246,14 +246,17 @@ def _load_model(notes: list[str]) -> Any | None:
 
 
 def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, sigma: np.ndarray,
-                   saturation: np.ndarray | None, model: Any):
+                   saturation: np.ndarray | None, model: Any, level_map: np.ndarray | None = None):
     """fn(tiles, boxes) -> (stars, nonstellar) for one pass."""
 
     def fn(tiles: np.ndarray, boxes: list) -> tuple[np.ndarray, np.ndarray]:
         maps = np.stack([psf.maps(b.py0, b.px0, b.ph, b.pw) for b in boxes])
         if method == "nn":
             # the network normalises by the smooth local background map
-            bgm = np.stack([bg.map(box=(b.py0, b.px0, b.py0 + b.ph, b.px0 + b.pw)) for b in boxes])
+            if level_map is not None:  # cut from the whole-image map (cheaper than a map per tile)
+                bgm = np.stack([extract_tile(level_map, b) for b in boxes])
+            else:
+                bgm = np.stack([bg.map(box=(b.py0, b.px0, b.py0 + b.ph, b.px0 + b.pw)) for b in boxes])
             stars, nonst = model.translate(tiles, bgm, sigma, saturation, maps, params)
             return np.asarray(stars, np.float32), np.asarray(nonst, np.float32)
         from .classical import classical_translate
@@ -414,6 +417,7 @@ def sharpen(
     run_params = params if method == params.method else params.replace(method=method)
 
     passes = _passes(run_params, psf)
+    level_map = bg.level_map if method == "nn" else None  # (C, H, W), shared by all passes
     n_tiles = len(plan_grid((h, w), params.tile_size, params.overlap))
     current = fill_borders(filled, borders.mask) if borders.any else filled
     stars = nonst = None
@@ -422,7 +426,7 @@ def sharpen(
         for k, (p, f) in enumerate(passes):
             if k:
                 current = stars + nonst  # the next pass works on the previous pass's result
-            fn = _tile_function(method, p, f, bg, sigma, saturation, model)
+            fn = _tile_function(method, p, f, bg, sigma, saturation, model, level_map)
             stars, nonst = run_tiled(
                 current, fn, tile=p.tile_size, overlap=p.overlap, batch=BATCH, outputs=2, progress=bar.update
             )
