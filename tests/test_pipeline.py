@@ -251,3 +251,25 @@ def test_shipped_network_sharpens_stars_and_keeps_layers_consistent():
     before = np.median([_fwhm_of(data[1], y, x, 100.0) for y, x in zip(ys, xs)])
     after = np.median([_fwhm_of(out[1], y, x, 100.0) for y, x in zip(ys, xs)])
     assert after < 0.85 * before
+
+
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((100,), "image data must be 2-D .* got 1-D data"),
+        ((10, 40), "astrosharp needs at least 16 px on each side"),
+        ((4, 40, 40), "must have 1 \\(mono\\) or 3 \\(RGB\\) channels, got 4"),
+    ],
+)
+def test_arrays_of_the_wrong_shape_are_refused(shape, match):
+    with pytest.raises(ImageDataError, match=match):
+        sharpen(np.ones(shape, np.float32), RL)
+
+
+def test_mono_2d_array_and_small_image_padded_by_reflection():
+    # a 2-D array is one channel; an image much smaller than a tile is one padded tile
+    data, ys, xs = _star_field(shape=(60, 64), n=3)
+    res = sharpen(data[0], RL, psf_field=_uniform(data))
+    assert res.image.shape == (1, 60, 64)
+    assert np.isfinite(res.image.data).all()
+    assert res.image.data.sum() == pytest.approx(data.sum(), rel=0.01)
