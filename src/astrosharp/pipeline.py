@@ -11,18 +11,25 @@ Data flow (DESIGN.md section 2), every step a function on arrays:
    it is returned unchanged with a note and a :class:`DataWarning`. An image
    with no finite pixel at all raises :class:`ImageDataError`. Negative values
    are allowed (linear data may be sky-subtracted).
-3. **Background and noise** per channel (:mod:`astrosharp.noise`). A noise of
+3. **Borders** from calibration or stacking (:mod:`astrosharp.edges`) are
+   hidden from the estimates, processed as a reflection of the interior next
+   to them, and given back unchanged.
+4. **Background and noise** per channel (:mod:`astrosharp.noise`). A noise of
    zero (noise-free synthetic data) is floored at ``SIGMA_FLOOR`` of the
    signal range so that normalisation stays finite.
-4. **PSF field**: measured from the stars (:mod:`astrosharp.psf.measure`), or
+5. **PSF field**: measured from the stars (:mod:`astrosharp.psf.measure`), or
    given by the caller. A manual ``psf_diameter`` is the round source PSF of
    non-stellar work (the method receives it through the parameters); stars
-   keep the measured field.
-5. **Translation** tile by tile on the engine's plan (:func:`astrosharp.tiles.run_tiled`)
+   keep the measured field, unless no star was found at all, when the manual
+   PSF is the source everywhere.
+6. **Translation** tile by tile on the engine's plan (:func:`astrosharp.tiles.run_tiled`)
    with the network (``method="nn"``) or a classical method (``"rl"``,
    ``"wiener"``, :mod:`astrosharp.classical`), giving a stars layer and a
-   non-stellar layer whose sum is the sharpened image.
-6. **Passes.** ``correct_first`` runs a correct-only pass, then the sharpening
+   non-stellar layer whose sum is the sharpened image. The network normalises
+   each tile by the smooth background map; the classical methods get the
+   scalar sky level per channel (Richardson-Lucy keeps its estimate above the
+   background it is given, so a map following nebulosity would clip).
+7. **Passes.** ``correct_first`` runs a correct-only pass, then the sharpening
    pass on its output, sharing the measurement: after correction the PSF is
    round, with the same FWHM (the median of the channels') and beta.
    ``nonstellar_then_stellar`` runs a non-stellar pass (stars at their source
