@@ -13,7 +13,8 @@ tuned to one scene)
 ``stars_mono``     a jittered grid of isolated stars (peak S/N 60 to 600, one
                    saturated star), field-varying Moffat PSF, mono;
 ``stars_rgb``      the same in RGB with aberrations (coma, astigmatism, defocus,
-                   trefoil), per-channel seeing and lateral chromatic shift;
+                   trefoil), R and B seeing 5-10% narrower / wider than G and
+                   a lateral chromatic shift of 0.4-0.6 px at the corners;
 ``elliptic_mono``  grid stars with ellipticity 0.25;
 ``trailed_mono``   grid stars trailed by 5 to 7 px;
 ``nebula_starless_rgb``, ``nebula_rgb``, ``noise_mono``: the simulator's
@@ -104,15 +105,19 @@ __all__ = [
 ]
 
 CASE_NAMES = ("stars_mono", "stars_rgb", "elliptic_mono", "trailed_mono", "nebula_starless_rgb", "nebula_rgb", "noise_mono")
-QUICK = {"seeds": (0, 1), "size": 256}
-FULL = {"seeds": (0, 1, 2), "size": 384}
+QUICK = {"seeds": (0, 1), "size": 320}
+FULL = {"seeds": (0, 1, 2), "size": 448}
 HALOS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 BASE = SharpenParams(sharpen_stars=1.0, adjust_halos=0.0, sharpen_nonstellar=0.5)
 """The bench setting; every measurement changes only the control it judges."""
-GRID = 40
-"""Spacing (px) of the grid stars (isolated for FWHM up to ~5.5 px)."""
-ISOLATION = 6.0
+GRID = 36
+"""Spacing (px) of the grid stars (jittered by +-3 px: isolated within 5 FWHM for FWHM up to 6 px)."""
+ISOLATION = 5.0
 """Isolation radius in source FWHM for the per-star measures of grid scenes."""
+EDGE = 5.0
+"""Distance from the image edge (source FWHM) of the grid stars measured."""
+NEBULA_PEAK = 300.0
+"""Star-free nebulae are scaled so their 99.9th percentile is this many noise sigma."""
 SIGMA = 1e-3
 SATURATION = 1.0
 RESIDUAL_SIGMA = 3.0
@@ -185,8 +190,9 @@ def _grid_scene(size: int, channels: int, rng: np.random.Generator, psf: Any) ->
     from ..synth import Scene
 
     m = 32
-    start = 32
-    pos = np.arange(start, size - start + 1, GRID, dtype=float)
+    start = 28  # grid symmetric in the frame, spacing at least GRID, so every corner has stars
+    n = max(2, int((size - 2 * start) // GRID) + 1)
+    pos = np.linspace(start, size - 1 - start, n)
     gy, gx = np.meshgrid(pos, pos, indexing="ij")
     x = gx.ravel() + rng.uniform(-3, 3, gx.size)
     y = gy.ravel() + rng.uniform(-3, 3, gy.size)
@@ -212,6 +218,35 @@ def _grid_scene(size: int, channels: int, rng: np.random.Generator, psf: Any) ->
     return Scene((size, size), m, x, y, flux[None] * col, nonst, np.repeat(grad[None], channels, 0))
 
 
+def _measurable_chromatism(psf: Any, rng: np.random.Generator) -> Any:
+    """The same PSF model with a lateral chromatic shift of 0.4 to 0.6 px at the
+    corners (R and B in opposite directions, radial) and the R and B seeing 5 to
+    10% narrower and wider than G, so the colour bars of correct-only judge a
+    real difference on every seed."""
+    from dataclasses import replace
+
+    from ..synth import PSFModel
+
+    h, w = psf.shape
+    yc, xc, rn = (h - 1) / 2.0, (w - 1) / 2.0, 0.5 * np.hypot(h, w)
+    lat = rng.uniform(0.4, 0.6)
+    seeing = (-rng.uniform(0.05, 0.1), 0.0, rng.uniform(0.05, 0.1))
+    optics = []
+    for c in range(psf.channels):
+        grid = []
+        for iy, y in enumerate(psf.ys):
+            row = []
+            for ix, x in enumerate(psf.xs):
+                u, v = (x - xc) / rn, (y - yc) / rn
+                o = psf.optics[c][iy][ix]
+                g = psf.optics[1][iy][ix]
+                row.append(replace(o, fwhm=g.fwhm * (1.0 + seeing[c]), shift_x=float((c - 1) * lat * u / 0.7),
+                                   shift_y=float((c - 1) * lat * v / 0.7)))
+            grid.append(row)
+        optics.append(grid)
+    return PSFModel(shape=psf.shape, ys=psf.ys.copy(), xs=psf.xs.copy(), optics=optics)
+
+
 def make_control_case(name: str, seed: int = 0, size: int = 256) -> ControlCase:
     """Build one case of ``CASE_NAMES`` reproducibly from its seed and size."""
     from .. import synth
@@ -219,7 +254,23 @@ def make_control_case(name: str, seed: int = 0, size: int = 256) -> ControlCase:
 
     if name not in CASE_NAMES:
         raise KeyError(f"unknown control case {name!r}; expected one of {', '.join(CASE_NAMES)}")
-    if name in _SYNTH_CASES:
+    if name == "nebula_starless_rgb":
+        # the simulator's star-free nebula recipe, brightened to NEBULA_PEAK sigma
+        # (on a faint nebula the noise, not the blur, dominates the error)
+        r = synth.CASES[name]
+        rng = np.random.default_rng([seed, 6, CASE_NAMES.index(name)])
+        psf = synth.make_psf_model((size, size), 3, rng, fwhm=r["fwhm"], beta=r["beta"], ellipticity=r["ellipticity"],
+                                   aberrations=r["aberrations"], chromatic=r["aberrations"], vary=True, nodes=3,
+                                   variation=0.2)
+        scene = synth.make_scene((size, size), 3, rng, kind="nebula", sigma=SIGMA, saturation=SATURATION,
+                                 stars=False, bright_star=False)
+        peak = float(np.percentile(scene.nonstellar, 99.9))
+        scene = scene.scaled(NEBULA_PEAK * SIGMA / max(peak, 1e-12))
+        obs = synth.observe(scene, psf, rng, sigma=SIGMA, background=0.02, gradient=0.1, poisson_fraction=0.7,
+                            saturation=SATURATION)
+        fw = float(np.median(psf.field().values[:, PARAM_NAMES.index("fwhm")]))
+        params = BASE.replace(psf_diameter=round(fw, 2))
+    elif name in _SYNTH_CASES:
         case = synth.make_case(name, seed, size)
         scene, psf, obs, params = case.scene, case.psf, case.obs, case.params
     else:
@@ -228,6 +279,8 @@ def make_control_case(name: str, seed: int = 0, size: int = 256) -> ControlCase:
         psf = synth.make_psf_model((size, size), r["channels"], rng, fwhm=r["fwhm"], beta=r["beta"],
                                    ellipticity=r["ellipticity"], aberrations=r["aberrations"], trail=r["trail"],
                                    chromatic=r["chromatic"], vary=True, nodes=3, variation=0.2)
+        if r["chromatic"]:
+            psf = _measurable_chromatism(psf, rng)
         scene = _grid_scene(size, r["channels"], rng, psf)
         obs = synth.observe(scene, psf, rng, sigma=SIGMA, background=0.02, gradient=0.1,
                             poisson_fraction=0.7, saturation=SATURATION)
@@ -242,15 +295,16 @@ def make_control_case(name: str, seed: int = 0, size: int = 256) -> ControlCase:
     else:
         f_src = b_src = snr = np.zeros((c, 0))
     selected, ringing = [], []
-    iso = ISOLATION if name not in _SYNTH_CASES else 10.0
+    iso, edge = (10.0, 6.0) if name in _SYNTH_CASES else (ISOLATION, EDGE)
     for ch in range(c):
         if n == 0:
             selected.append(np.zeros(0, int))
             ringing.append(np.zeros(0, int))
             continue
         args = (scene.star_x, scene.star_y, scene.star_flux[ch], snr[ch], f_src[ch], (h, w))
-        selected.append(M.select_stars(*args, saturated=obs.saturated[ch], isolation=iso))
-        ringing.append(M.select_stars(*args, saturated=obs.saturated[ch], isolation=iso, allow_saturated=True))
+        selected.append(M.select_stars(*args, saturated=obs.saturated[ch], isolation=iso, edge=edge))
+        ringing.append(M.select_stars(*args, saturated=obs.saturated[ch], isolation=iso, edge=edge,
+                                      allow_saturated=True))
     return ControlCase(name=name, seed=seed, size=size, scene=scene, psf=psf, obs=obs,
                        star_x=np.asarray(scene.star_x, float), star_y=np.asarray(scene.star_y, float),
                        star_fwhm=f_src, star_beta=b_src, star_snr=snr, selected=selected, ringing=ringing,
@@ -567,24 +621,33 @@ def eval_colours(cases: Sequence[ControlCase], outputs: Sequence[np.ndarray], pa
 
 
 def eval_manual(cases: Sequence[ControlCase], outputs: Sequence[np.ndarray]) -> list[BarRow]:
-    """Manual-PSF bars on star-free nebulae: PSNR gain and spurious sources."""
-    gains, spur, spur_in, det_truth = [], 0, 0, 0
+    """Manual-PSF bars on star-free nebulae: PSNR gain over the input, and
+    spurious sources (detections with no truth detection nearby) no more than
+    1.1 times those of the ideal output (the truth plus the input's own noise,
+    which invents nothing: its extra detections are noise peaks)."""
+    gains, ceil, spur, spur_ideal, spur_in, det_truth = [], [], 0, 0, 0, 0
     for cc, o in zip(cases, outputs):
         truth = truth_at(cc, cc.params).image
+        ideal = truth + cc.obs.noise
         valid = M.valid_mask(cc.obs.saturated, cc.obs.image.shape)
-        gains.append(M.psnr(o, truth, valid) - M.psnr(cc.obs.image, truth, valid))
+        p_in = M.psnr(cc.obs.image, truth, valid)
+        gains.append(M.psnr(o, truth, valid) - p_in)
+        ceil.append(M.psnr(ideal, truth, valid) - p_in)
         fw = float(cc.params.psf_diameter) * (1.0 - cc.params.sharpen_nonstellar)
         for ch in range(cc.channels):
-            s = M.spurious_sources(np.asarray(o, float)[ch], truth[ch], float(cc.obs.sigma[ch]), fw)
+            sg = float(cc.obs.sigma[ch])
+            s = M.spurious_sources(np.asarray(o, float)[ch], truth[ch], sg, fw)
             spur += s["spurious"]
             det_truth += s["truth"]
-            spur_in += M.spurious_sources(cc.obs.image[ch], truth[ch], float(cc.obs.sigma[ch]), fw)["spurious"]
+            spur_ideal += M.spurious_sources(ideal[ch], truth[ch], sg, fw)["spurious"]
+            spur_in += M.spurious_sources(cc.obs.image[ch], truth[ch], sg, fw)["spurious"]
     g = float(np.min(gains)) if gains else float("nan")
+    limit = 1.1 * spur_ideal
     return [
         BarRow("manual PSF nebula: PSNR gain over the input (dB, worst case)", g, ">= 5", _at_least(g, 5.0),
-               {"per_case": gains}),
-        BarRow("manual PSF nebula: spurious sources", float(spur), "0", spur == 0,
-               {"truth_sources": det_truth, "input_spurious": spur_in}),
+               {"per_case": gains, "ideal_gain_per_case": ceil}),
+        BarRow("manual PSF nebula: spurious sources", float(spur), f"<= {limit:.0f} (1.1 x ideal)", spur <= limit,
+               {"ideal_spurious": spur_ideal, "input_spurious": spur_in, "truth_sources": det_truth}),
     ]
 
 
@@ -697,7 +760,7 @@ class ControlsResult:
         lines = [f"{'bar':<{w}}  {'value':>10}  {'target':<26}  result", "-" * (w + 48)]
         for r in self.rows:
             v = r.value
-            vs = "nan" if not np.isfinite(v) else (f"{v:.0f}" if float(v).is_integer() and abs(v) >= 1 else f"{v:.4g}")
+            vs = str(v) if not np.isfinite(v) else (f"{v:.0f}" if float(v).is_integer() and abs(v) >= 1 else f"{v:.4g}")
             lines.append(f"{r.bar:<{w}}  {vs:>10}  {r.target:<26}  {'pass' if r.passed else 'FAIL'}")
         lines.append(f"{sum(r.passed for r in self.rows)}/{len(self.rows)} bars pass "
                      f"(method {self.config.get('method')}, seeds {self.config.get('seeds')}, "
