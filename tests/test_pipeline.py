@@ -189,8 +189,9 @@ def test_passes_for_each_option():
     f.values[1, 0] = 5.0  # green channel wider
     one = pipeline._passes(SharpenParams(), f)
     assert len(one) == 1 and one[0][1] is f
-    cf = pipeline._passes(SharpenParams(sharpen_stars=0.8, correct_first=True), f)
+    cf = pipeline._passes(SharpenParams(sharpen_stars=0.8, correct_first=True, psf_diameter=3.0), f)
     assert [p.correct_only for p, _ in cf] == [True, False]
+    assert [p.psf_diameter for p, _ in cf] == [None, 3.0]
     assert cf[1][0].sharpen_stars == 0.8 and not cf[1][0].correct_first
     corrected = cf[1][1]
     assert np.all(corrected.param("ellipticity") == 0)

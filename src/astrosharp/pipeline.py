@@ -293,8 +293,9 @@ def _passes(params: SharpenParams, psf: PSFField) -> list[tuple[SharpenParams, P
     passes: list[tuple[SharpenParams, PSFField]] = []
     current = psf
     if params.correct_first:
+        # correct-only means automatic PSF and every other control at zero
         passes.append((base.replace(correct_only=True, sharpen_stars=0.0, adjust_halos=0.0,
-                                    sharpen_nonstellar=0.0), current))
+                                    sharpen_nonstellar=0.0, psf_diameter=None), current))
         current = round_field(current, equalise_channels=True)
     if params.nonstellar_then_stellar:
         passes.append((base.replace(sharpen_stars=0.0, adjust_halos=0.0), current))
