@@ -1,0 +1,408 @@
+"""The network's input and output layout, shared by training and inference.
+
+Everything here is NumPy only: training (``training/``) and the ONNX Runtime
+session (:mod:`astrosharp.nn.session`) call the same two functions,
+:func:`build_inputs` and :func:`decode_outputs`, so the normalisation the
+network was trained with is the one it is run with.
+
+Normalisation
+-------------
+A tile ``x`` (linear, image units) becomes ``n = (x - b) / sigma`` with ``b``
+the background level (per channel, or a map) and ``sigma`` the background
+noise standard deviation per channel. The image enters at two compressions,
+``u_faint = asinh(n / FAINT_SCALE)`` and ``u_bright = asinh(n / BRIGHT_SCALE)``.
+The two output layers (stars, non-stellar) are predicted in the ``u_faint``
+domain and decoded with ``n = FAINT_SCALE * sinh(y)``, ``x = n * sigma + b``
+where the background ``b`` and the noise belong to the non-stellar layer.
+
+Colour
+------
+The network always sees three colour channels. A mono tile is replicated to
+three channels and the three outputs are averaged (training shows it such
+replicated tiles too).
+
+Input channels (``N_INPUTS`` = 41, in this order, ``c`` = colour channel)
+------------------------------------------------------------------------
+====  =====================================================================
+0-2   u_faint per colour channel
+3-5   u_bright per colour channel
+6-8   noise map: log of the expected noise std relative to ``sigma``,
+      ``0.5 * log1p(k * max(n, 0))`` with ``k`` the Poisson factor
+      (``1 / (gain * sigma)``; 0 when unknown)
+9-11  saturation mask (1 where the input reached its saturation level)
+12-29 source PSF per colour channel (6 each, ``PSF_FEATURES`` order):
+      log2(fwhm / 3), log2(beta / 3), 2 e1, 2 e2, asym_x, asym_y
+30-38 targets per colour channel (3 each): log2(star FWHM target / fwhm),
+      log2(star beta target / beta), log2(non-stellar FWHM target / fwhm)
+39    correct-only flag (0 or 1)
+40    denoise amount (0 to 1)
+====  =====================================================================
+
+Outputs (``N_OUTPUTS`` = 6): stars layer u_faint (3), non-stellar layer
+u_faint (3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..params import BETA_LIMITS, F_MIN, SharpenParams
+
+__all__ = [
+    "FAINT_SCALE",
+    "BRIGHT_SCALE",
+    "NET_CHANNELS",
+    "PSF_FEATURES",
+    "N_INPUTS",
+    "N_OUTPUTS",
+    "TILE_MULTIPLE",
+    "Controls",
+    "normalisation_constants",
+    "input_channel_names",
+    "psf_features",
+    "target_features",
+    "build_inputs",
+    "decode_outputs",
+    "encode_layer",
+]
+
+FAINT_SCALE = 3.0
+"""asinh scale (noise sigmas) of the faint compression; also the output domain."""
+BRIGHT_SCALE = 300.0
+"""asinh scale (noise sigmas) of the bright compression."""
+NET_CHANNELS = 3
+"""Colour channels the network works on (mono is replicated)."""
+PSF_FEATURES = ("fwhm", "beta", "e1", "e2", "asym_x", "asym_y")
+"""Order of the source PSF parameters (as in :data:`astrosharp.psf.field.PARAM_NAMES`)."""
+FWHM_REF = 3.0
+BETA_REF = 3.0
+ELLIPTICITY_GAIN = 2.0
+N_PER_CHANNEL_TARGETS = 3
+N_INPUTS = 4 * NET_CHANNELS + len(PSF_FEATURES) * NET_CHANNELS + N_PER_CHANNEL_TARGETS * NET_CHANNELS + 2
+N_OUTPUTS = 2 * NET_CHANNELS
+TILE_MULTIPLE = 16
+"""Network input height and width must be multiples of this (pad by reflection)."""
+SATURATION_TOLERANCE = 1e-5
+"""A pixel counts as saturated at ``x >= saturation * (1 - SATURATION_TOLERANCE)``."""
+
+
+def normalisation_constants() -> dict[str, Any]:
+    """The constants of this layout, for a model's manifest."""
+    return {
+        "faint_scale": FAINT_SCALE,
+        "bright_scale": BRIGHT_SCALE,
+        "net_channels": NET_CHANNELS,
+        "psf_features": list(PSF_FEATURES),
+        "fwhm_ref": FWHM_REF,
+        "beta_ref": BETA_REF,
+        "ellipticity_gain": ELLIPTICITY_GAIN,
+        "n_inputs": N_INPUTS,
+        "n_outputs": N_OUTPUTS,
+        "tile_multiple": TILE_MULTIPLE,
+        "saturation_tolerance": SATURATION_TOLERANCE,
+        "output_domain": "u = asinh(((x - background) / sigma) / faint_scale); stars then non-stellar",
+    }
+
+
+def input_channel_names() -> list[str]:
+    """Names of the network's input channels, in order."""
+    rgb = ("r", "g", "b")
+    names = [f"u_faint_{c}" for c in rgb] + [f"u_bright_{c}" for c in rgb]
+    names += [f"noise_{c}" for c in rgb] + [f"saturated_{c}" for c in rgb]
+    feat = ("log2_fwhm_over_3", "log2_beta_over_3", "2e1", "2e2", "asym_x", "asym_y")
+    names += [f"psf_{f}_{c}" for c in rgb for f in feat]
+    tg = ("log2_star_fwhm_ratio", "log2_star_beta_ratio", "log2_nonstellar_fwhm_ratio")
+    names += [f"target_{t}_{c}" for c in rgb for t in tg]
+    return names + ["correct_only", "denoise"]
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Per-tile control values as arrays of shape (B,) (training samples them
+    per item; inference takes them from one :class:`SharpenParams`).
+
+    ``psf_diameter`` is NaN for automatic PSF, else the manual diameter D:
+    the non-stellar target FWHM is then ``nonstellar_target(D, n)`` in pixels
+    (as the simulator renders it), never wider than the local source FWHM,
+    and D = 0 leaves non-stellar structure untouched.
+    """
+
+    sharpen_stars: np.ndarray
+    adjust_halos: np.ndarray
+    sharpen_nonstellar: np.ndarray
+    correct_only: np.ndarray
+    denoise: np.ndarray
+    psf_diameter: np.ndarray
+
+    @classmethod
+    def from_params(cls, params: SharpenParams, batch: int) -> "Controls":
+        """The same controls for ``batch`` tiles."""
+        diameter = np.nan if params.psf_diameter is None else float(params.psf_diameter)
+        def full(v: float) -> np.ndarray:
+            return np.full(batch, float(v), dtype=np.float64)
+
+        return cls(
+            sharpen_stars=full(params.sharpen_stars),
+            adjust_halos=full(params.adjust_halos),
+            sharpen_nonstellar=full(params.sharpen_nonstellar),
+            correct_only=full(1.0 if params.correct_only else 0.0),
+            denoise=full(params.denoise),
+            psf_diameter=full(diameter),
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        sharpen_stars: Any,
+        adjust_halos: Any,
+        sharpen_nonstellar: Any,
+        correct_only: Any,
+        denoise: Any,
+    ) -> "Controls":
+        """Per-item controls (automatic PSF), e.g. from training examples."""
+        s = np.asarray(sharpen_stars, dtype=np.float64).reshape(-1)
+        return cls(
+            sharpen_stars=s,
+            adjust_halos=np.asarray(adjust_halos, dtype=np.float64).reshape(-1),
+            sharpen_nonstellar=np.asarray(sharpen_nonstellar, dtype=np.float64).reshape(-1),
+            correct_only=np.asarray(correct_only, dtype=np.float64).reshape(-1),
+            denoise=np.asarray(denoise, dtype=np.float64).reshape(-1),
+            psf_diameter=np.full(s.shape, np.nan),
+        )
+
+
+def _as_bchw(v: Any, b: int, c: int, name: str) -> np.ndarray:
+    """Broadcast a per-channel value ((C,), (B, C), (B, C, h, w) or scalar) to 4-D."""
+    a = np.asarray(v, dtype=np.float32)
+    if a.ndim == 0:
+        return a.reshape(1, 1, 1, 1)
+    if a.ndim == 1:
+        if a.shape[0] not in (1, c):
+            raise ParameterError(f"{name} has {a.shape[0]} values for {c} channels")
+        return a.reshape(1, -1, 1, 1)
+    if a.ndim == 2:
+        return a.reshape(a.shape[0], a.shape[1], 1, 1)
+    if a.ndim == 4:
+        return a
+    raise ParameterError(f"{name} must be a scalar, (C,), (B, C) or (B, C, h, w) array, got shape {a.shape}")
+
+
+def _replicate(a: np.ndarray, c: int) -> np.ndarray:
+    """Repeat a channel axis of length 1 to NET_CHANNELS (axis 1)."""
+    if c == NET_CHANNELS:
+        return a
+    return np.repeat(a, NET_CHANNELS, axis=1) if a.shape[1] == 1 else a
+
+
+def psf_features(src_maps: np.ndarray) -> np.ndarray:
+    """Normalised source PSF features.
+
+    Parameters
+    ----------
+    src_maps : (B, C, P, h, w) ndarray
+        Source PSF parameters in ``PSF_FEATURES`` order (from ``PSFField.maps``).
+
+    Returns
+    -------
+    (B, C * P, h, w) ndarray of float32
+    """
+    m = np.asarray(src_maps, dtype=np.float32)
+    b, c, p, h, w = m.shape
+    out = np.empty_like(m)
+    out[:, :, 0] = np.log2(np.maximum(m[:, :, 0], 0.3) / FWHM_REF)
+    out[:, :, 1] = np.log2(np.maximum(m[:, :, 1], 1.01) / BETA_REF)
+    out[:, :, 2:4] = ELLIPTICITY_GAIN * m[:, :, 2:4]
+    out[:, :, 4:6] = m[:, :, 4:6]
+    return out.reshape(b, c * p, h, w)
+
+
+def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
+    """Target maps from the source PSF and the controls (params.py formulas).
+
+    Parameters
+    ----------
+    src_maps : (B, C, P, h, w) ndarray
+        Source PSF parameters (``PSF_FEATURES`` order).
+    controls : Controls
+        Per-tile controls, arrays of shape (B,).
+
+    Returns
+    -------
+    (B, C * 3 + 2, h, w) ndarray of float32
+        Per channel: log2 star FWHM ratio, log2 star beta ratio, log2
+        non-stellar FWHM ratio (targets over source); then the correct-only
+        flag and the denoise amount.
+
+    Notes
+    -----
+    Correct-only gives every channel the median of the channels' FWHM (per
+    pixel) and keeps beta; it ignores the sharpening controls. Sharpening
+    gives stars ``fwhm * (1 - 0.5 s)`` and ``clip(beta * 2**(-2 h), 1.2, 10)``,
+    and non-stellar ``max(F_MIN, (1 - n) fwhm)``, never wider than the source.
+    """
+    m = np.asarray(src_maps, dtype=np.float64)
+    b, c, _, h, w = m.shape
+    fwhm = np.maximum(m[:, :, 0], 0.3)
+    beta = np.maximum(m[:, :, 1], 1.01)
+
+    def col(v: np.ndarray) -> np.ndarray:
+        return np.asarray(v, dtype=np.float64).reshape(-1, 1, 1, 1)
+
+    s, hal, n = col(controls.sharpen_stars), col(controls.adjust_halos), col(controls.sharpen_nonstellar)
+    co = col(controls.correct_only)
+    star_ratio = np.broadcast_to(1.0 - 0.5 * s, fwhm.shape)
+    t_beta = np.clip(beta * 2.0 ** (-2.0 * hal), *BETA_LIMITS)
+    beta_ratio = t_beta / beta
+    ns_t = np.minimum(np.maximum(F_MIN, (1.0 - n) * fwhm), fwhm)
+    ns_ratio = ns_t / fwhm
+    dia = col(controls.psf_diameter)
+    if np.any(np.isfinite(dia)):
+        d = np.where(np.isfinite(dia), dia, 0.0)
+        t_manual = np.minimum(np.maximum(F_MIN, (1.0 - n) * d), d)
+        manual_ratio = np.where(d > 0, np.minimum(1.0, t_manual / fwhm), 1.0)
+        ns_ratio = np.where(np.isfinite(dia), manual_ratio, ns_ratio)
+    # correct-only: the channels' median FWHM, beta kept, both layers
+    med = np.median(fwhm, axis=1, keepdims=True)
+    co_ratio = med / fwhm
+    is_co = co > 0.5
+    star_ratio = np.where(is_co, co_ratio, star_ratio)
+    beta_ratio = np.where(is_co, 1.0, beta_ratio)
+    ns_ratio = np.where(is_co, co_ratio, ns_ratio)
+    per = np.stack([np.log2(star_ratio), np.log2(beta_ratio), np.log2(ns_ratio)], axis=2)
+    out = np.empty((b, c * N_PER_CHANNEL_TARGETS + 2, h, w), dtype=np.float32)
+    out[:, : c * N_PER_CHANNEL_TARGETS] = per.reshape(b, c * N_PER_CHANNEL_TARGETS, h, w)
+    out[:, -2] = np.broadcast_to(co, (b, 1, h, w))[:, 0]
+    out[:, -1] = np.broadcast_to(col(controls.denoise), (b, 1, h, w))[:, 0]
+    return out
+
+
+def _check(tiles: np.ndarray, src_maps: np.ndarray) -> tuple[int, int, int, int]:
+    if tiles.ndim != 4:
+        raise ParameterError(f"tiles must be a (B, C, h, w) array, got shape {tiles.shape}")
+    b, c, h, w = tiles.shape
+    if c not in (1, NET_CHANNELS):
+        raise ParameterError(f"tiles must have 1 or {NET_CHANNELS} channels, got {c}")
+    if src_maps.ndim != 5 or src_maps.shape[0] != b or src_maps.shape[1] != c or src_maps.shape[3:] != (h, w):
+        raise ParameterError(
+            f"src_maps must be (B, C, {len(PSF_FEATURES)}, h, w) = ({b}, {c}, {len(PSF_FEATURES)}, {h}, {w}), "
+            f"got shape {src_maps.shape}"
+        )
+    if src_maps.shape[2] != len(PSF_FEATURES):
+        raise ParameterError(f"src_maps must hold {len(PSF_FEATURES)} PSF parameters, got {src_maps.shape[2]}")
+    return b, c, h, w
+
+
+def build_inputs(
+    tiles: np.ndarray,
+    background: Any,
+    sigma: Any,
+    saturation: Any,
+    src_maps: np.ndarray,
+    controls: Controls,
+    poisson_k: Any = None,
+) -> np.ndarray:
+    """Stack the network's input channels for a batch of tiles.
+
+    Parameters
+    ----------
+    tiles : (B, C, h, w) ndarray
+        Linear image tiles, NaN-free; C is 1 (replicated) or 3.
+    background : scalar, (C,), (B, C) or (B, C, h, w)
+        Background level (image units).
+    sigma : scalar, (C,) or (B, C)
+        Background noise standard deviation (image units), > 0.
+    saturation : scalar, (C,), (B, C) or None
+        Saturation level (image units); None when nothing is clipped.
+    src_maps : (B, C, P, h, w) ndarray
+        Source PSF parameters (``PSF_FEATURES`` order, from ``PSFField.maps``).
+    controls : Controls
+        Per-tile controls.
+    poisson_k : scalar, (C,), (B, C) or None
+        Poisson factor ``1 / (gain * sigma)`` (variance per unit of ``n``, in
+        ``sigma**2``); None or 0 when unknown.
+
+    Returns
+    -------
+    (B, N_INPUTS, h, w) ndarray of float32
+    """
+    tiles = np.asarray(tiles, dtype=np.float32)
+    src_maps = np.asarray(src_maps, dtype=np.float32)
+    b, c, h, w = _check(tiles, src_maps)
+    bg = _as_bchw(background, b, c, "background")
+    sg = _as_bchw(sigma, b, c, "sigma")
+    if not np.all(sg > 0):
+        raise ParameterError("sigma (background noise) must be positive in every channel")
+    n = (tiles - bg) / sg
+    n = _replicate(n, c)
+    maps = _replicate(src_maps, c)
+    out = np.empty((b, N_INPUTS, h, w), dtype=np.float32)
+    k = NET_CHANNELS
+    out[:, 0:k] = np.arcsinh(n / FAINT_SCALE)
+    out[:, k : 2 * k] = np.arcsinh(n / BRIGHT_SCALE)
+    if poisson_k is None:
+        out[:, 2 * k : 3 * k] = 0.0
+    else:
+        pk = _as_bchw(poisson_k, b, c, "poisson_k")  # broadcasts over replicated channels
+        out[:, 2 * k : 3 * k] = 0.5 * np.log1p(np.maximum(pk, 0.0) * np.maximum(n, 0.0))
+    if saturation is None:
+        out[:, 3 * k : 4 * k] = 0.0
+    else:
+        sat = _as_bchw(saturation, b, c, "saturation")
+        mask = (tiles >= sat * (1.0 - SATURATION_TOLERANCE)).astype(np.float32)
+        out[:, 3 * k : 4 * k] = mask  # broadcasts over replicated channels
+    p0 = 4 * k
+    p1 = p0 + len(PSF_FEATURES) * k
+    out[:, p0:p1] = psf_features(maps)
+    out[:, p1:] = target_features(maps, controls)
+    return out
+
+
+def encode_layer(layer_n: np.ndarray) -> np.ndarray:
+    """A layer in noise-sigma units to the network's output domain (u_faint)."""
+    return np.arcsinh(np.asarray(layer_n, dtype=np.float32) / FAINT_SCALE)
+
+
+def decode_outputs(
+    y: np.ndarray,
+    background: Any,
+    sigma: Any,
+    channels: int = NET_CHANNELS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Network outputs to linear stars and non-stellar layers.
+
+    Parameters
+    ----------
+    y : (B, N_OUTPUTS, h, w) ndarray
+        Raw network output (stars u_faint, then non-stellar u_faint).
+    background, sigma
+        As given to :func:`build_inputs` (for the original ``channels``).
+    channels : int
+        Channels of the original tiles (1: the three outputs are averaged).
+
+    Returns
+    -------
+    stars, nonstellar : (B, channels, h, w) ndarray of float32
+        Linear image units; the background belongs to the non-stellar layer,
+        so ``stars + nonstellar`` is the sharpened image.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 4 or y.shape[1] != N_OUTPUTS:
+        raise ParameterError(f"network output must be (B, {N_OUTPUTS}, h, w), got shape {y.shape}")
+    b = y.shape[0]
+    k = NET_CHANNELS
+    stars_n = FAINT_SCALE * np.sinh(y[:, :k])
+    ns_n = FAINT_SCALE * np.sinh(y[:, k:])
+    if channels == 1:
+        stars_n = stars_n.mean(axis=1, keepdims=True)
+        ns_n = ns_n.mean(axis=1, keepdims=True)
+    elif channels != k:
+        raise ParameterError(f"channels must be 1 or {k}, got {channels}")
+    bg = _as_bchw(background, b, channels, "background")
+    sg = _as_bchw(sigma, b, channels, "sigma")
+    stars = (stars_n * sg).astype(np.float32)
+    nonstellar = (ns_n * sg + bg).astype(np.float32)
+    return stars, nonstellar

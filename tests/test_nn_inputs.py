@@ -1,0 +1,126 @@
+"""The network's input layout: normalisation, conditioning maps, decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astrosharp.errors import ParameterError
+from astrosharp.nn.inputs import (
+    FAINT_SCALE,
+    N_INPUTS,
+    N_OUTPUTS,
+    NET_CHANNELS,
+    Controls,
+    build_inputs,
+    decode_outputs,
+    input_channel_names,
+    normalisation_constants,
+)
+from astrosharp.params import SharpenParams
+
+
+def _maps(b, c, h, w, fwhm=(3.0, 3.0, 3.0), beta=3.0):
+    m = np.zeros((b, c, 6, h, w), np.float32)
+    for k in range(c):
+        m[:, k, 0] = fwhm[k]
+    m[:, :, 1] = beta
+    return m
+
+
+def _identity_outputs(x):
+    """Outputs that say: no stars, the non-stellar layer is the input itself."""
+    y = np.zeros((x.shape[0], N_OUTPUTS) + x.shape[2:], np.float32)
+    y[:, NET_CHANNELS:] = x[:, :NET_CHANNELS]
+    return y
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_build_decode_round_trip(channels):
+    rng = np.random.default_rng(0)
+    b, h, w = 2, 32, 48
+    bg = np.array([0.01, 0.02, 0.03][:channels])
+    sigma = np.array([1e-3, 2e-3, 5e-4][:channels])
+    tiles = (bg[None, :, None, None] + sigma[None, :, None, None] * rng.standard_normal((b, channels, h, w))).astype(np.float32)
+    tiles[:, :, 10, 10] += 5.0  # a bright peak: the compression must invert exactly too
+    x = build_inputs(tiles, bg, sigma, None, _maps(b, channels, h, w), Controls.from_params(SharpenParams(), b))
+    assert x.shape == (b, N_INPUTS, h, w) and x.dtype == np.float32
+    stars, ns = decode_outputs(_identity_outputs(x), bg, sigma, channels=channels)
+    assert stars.shape == ns.shape == tiles.shape
+    assert np.all(stars == 0)
+    np.testing.assert_allclose(ns, tiles, rtol=1e-5, atol=1e-3 * sigma.min())
+
+
+def test_mono_is_replicated():
+    tiles = np.random.default_rng(1).standard_normal((1, 1, 16, 16)).astype(np.float32)
+    x = build_inputs(tiles, 0.0, 1.0, None, _maps(1, 1, 16, 16), Controls.from_params(SharpenParams(), 1))
+    for start in (0, 3, 6, 9):
+        assert np.array_equal(x[:, start], x[:, start + 1]) and np.array_equal(x[:, start], x[:, start + 2])
+    np.testing.assert_allclose(x[:, 0], np.arcsinh(tiles[:, 0] / FAINT_SCALE), rtol=1e-6)
+
+
+def test_bench_setting_asks_half_fwhm():
+    p = SharpenParams(sharpen_stars=1.0, sharpen_nonstellar=0.5, adjust_halos=0.0)
+    x = build_inputs(np.zeros((1, 3, 16, 16), np.float32), 0.0, 1.0, None, _maps(1, 3, 16, 16, (2.0, 3.0, 6.0)),
+                     Controls.from_params(p, 1))
+    names = input_channel_names()
+    for c in "rgb":
+        assert np.allclose(x[0, names.index(f"target_log2_star_fwhm_ratio_{c}")], -1.0)
+        assert np.allclose(x[0, names.index(f"target_log2_nonstellar_fwhm_ratio_{c}")], -1.0)
+        assert np.allclose(x[0, names.index(f"target_log2_star_beta_ratio_{c}")], 0.0)
+    assert np.allclose(x[0, names.index("correct_only")], 0.0)
+
+
+def test_nonstellar_floor_and_halos():
+    # n = 0.9 on a 2 px source: max(F_MIN, 0.2) = 1 px, ratio 0.5; halos +0.5 halve beta (3 -> 1.5)
+    p = SharpenParams(sharpen_stars=0.0, sharpen_nonstellar=0.9, adjust_halos=0.5)
+    x = build_inputs(np.zeros((1, 3, 8, 8), np.float32), 0.0, 1.0, None, _maps(1, 3, 8, 8, (2.0, 2.0, 2.0)),
+                     Controls.from_params(p, 1))
+    names = input_channel_names()
+    assert np.allclose(x[0, names.index("target_log2_nonstellar_fwhm_ratio_g")], -1.0)
+    assert np.allclose(x[0, names.index("target_log2_star_fwhm_ratio_g")], 0.0)
+    assert np.allclose(x[0, names.index("target_log2_star_beta_ratio_g")], -1.0)
+
+
+def test_correct_only_equalises_channel_fwhm():
+    p = SharpenParams(correct_only=True)
+    x = build_inputs(np.zeros((1, 3, 8, 8), np.float32), 0.0, 1.0, None, _maps(1, 3, 8, 8, (2.0, 3.0, 4.0)),
+                     Controls.from_params(p, 1))
+    names = input_channel_names()
+    got = [float(x[0, names.index(f"target_log2_star_fwhm_ratio_{c}")].mean()) for c in "rgb"]
+    np.testing.assert_allclose(got, np.log2([3 / 2, 1.0, 3 / 4]), atol=1e-6)
+    assert np.allclose(x[0, names.index("correct_only")], 1.0)
+
+
+def test_manual_diameter_zero_leaves_nonstellar():
+    p = SharpenParams(psf_diameter=0.0, sharpen_nonstellar=1.0)
+    x = build_inputs(np.zeros((1, 1, 8, 8), np.float32), 0.0, 1.0, None, _maps(1, 1, 8, 8), Controls.from_params(p, 1))
+    assert np.allclose(x[0, input_channel_names().index("target_log2_nonstellar_fwhm_ratio_r")], 0.0)
+
+
+def test_saturation_mask_and_noise_map():
+    tiles = np.zeros((1, 3, 8, 8), np.float32)
+    tiles[0, 1, 2, 3] = 1.0
+    x = build_inputs(tiles, 0.0, 0.01, 1.0, _maps(1, 3, 8, 8), Controls.from_params(SharpenParams(), 1), poisson_k=0.5)
+    names = input_channel_names()
+    sat = x[0, names.index("saturated_g")]
+    assert sat[2, 3] == 1.0 and sat.sum() == 1.0 and x[0, names.index("saturated_r")].sum() == 0.0
+    noise = x[0, names.index("noise_g")]
+    assert noise[2, 3] == pytest.approx(0.5 * np.log1p(0.5 * 100.0), rel=1e-5)
+    assert noise[0, 0] == 0.0
+
+
+def test_layout_is_consistent():
+    assert len(input_channel_names()) == N_INPUTS == normalisation_constants()["n_inputs"]
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ParameterError):
+        build_inputs(np.zeros((1, 2, 8, 8), np.float32), 0.0, 1.0, None, _maps(1, 2, 8, 8, (3, 3, 3)),
+                     Controls.from_params(SharpenParams(), 1))
+    with pytest.raises(ParameterError):
+        build_inputs(np.zeros((1, 3, 8, 8), np.float32), 0.0, 1.0, None, _maps(1, 3, 4, 4),
+                     Controls.from_params(SharpenParams(), 1))
+    with pytest.raises(ParameterError):
+        build_inputs(np.zeros((1, 3, 8, 8), np.float32), 0.0, 0.0, None, _maps(1, 3, 8, 8),
+                     Controls.from_params(SharpenParams(), 1))

@@ -1,0 +1,107 @@
+"""A plain residual U-Net without normalisation layers (fast on CPU).
+
+The input is the stack of :func:`astrosharp.nn.inputs.build_inputs`; the
+output is ``N_OUTPUTS`` channels (stars and non-stellar layers in the u_faint
+domain).
+
+Output head (``split_head``): the network predicts a residual ``r`` of the
+whole image in the u_faint domain and a logit ``g`` of the stars' share of
+each pixel; in float32,
+``total = FAINT_SCALE * sinh(u_in + r)``, ``stars = sigmoid(g) * total``,
+``nonstellar = total - stars``, each returned as ``asinh(layer / FAINT_SCALE)``.
+An untouched image (r = 0, stars' share near 0) is the starting point, and
+splitting the layers is a per-pixel classification instead of copying bright
+values between channels. The head is part of the exported ONNX graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from astrosharp.nn.inputs import FAINT_SCALE, N_INPUTS, N_OUTPUTS, NET_CHANNELS, TILE_MULTIPLE
+
+__all__ = ["UNetConfig", "UNet", "count_params"]
+
+
+@dataclass
+class UNetConfig:
+    """Widths per level (len = downsamplings + 1) and residual blocks per level."""
+
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    blocks: list[int] = field(default_factory=lambda: [1, 1, 2, 2])
+    dec_blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
+    in_channels: int = N_INPUTS
+    out_channels: int = N_OUTPUTS
+    split_head: bool = True
+    residual_gain: float = 1.0
+    gate_gain: float = 1.0
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.c2(self.act(self.c1(x)))
+
+
+class UNet(nn.Module):
+    """Residual U-Net; input height and width must be multiples of 2**levels."""
+
+    def __init__(self, cfg: UNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or UNetConfig()
+        self.cfg = cfg
+        w = cfg.widths
+        self.multiple = 2 ** (len(w) - 1)
+        assert self.multiple <= TILE_MULTIPLE
+        self.head = nn.Sequential(nn.Conv2d(cfg.in_channels, w[0], 3, padding=1), nn.ReLU(inplace=True))
+        self.enc = nn.ModuleList()
+        self.down = nn.ModuleList()
+        for i, ch in enumerate(w):
+            self.enc.append(nn.Sequential(*[ResBlock(ch) for _ in range(cfg.blocks[i])]))
+            if i < len(w) - 1:
+                self.down.append(nn.Sequential(nn.Conv2d(ch, w[i + 1], 2, stride=2), nn.ReLU(inplace=True)))
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in range(len(w) - 2, -1, -1):
+            self.up.append(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2))
+            self.dec.append(nn.Sequential(*[ResBlock(w[i]) for _ in range(cfg.dec_blocks[i])]))
+        self.tail = nn.Conv2d(w[0], cfg.out_channels, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+        if cfg.split_head:
+            with torch.no_grad():
+                self.tail.bias[NET_CHANNELS:] = -4.0 / cfg.gate_gain  # stars' share starts near 2 %
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u_faint = x[:, :NET_CHANNELS]
+        h = self.head(x)
+        skips = []
+        for i, enc in enumerate(self.enc):
+            h = enc(h)
+            if i < len(self.down):
+                skips.append(h)
+                h = self.down[i](h)
+        for up, dec in zip(self.up, self.dec):
+            h = up(h) + skips.pop()
+            h = dec(h)
+        y = self.tail(h).float()
+        if not self.cfg.split_head:
+            return torch.cat([y[:, :NET_CHANNELS], y[:, NET_CHANNELS:] + u_faint.float()], dim=1)
+        r = self.cfg.residual_gain * y[:, :NET_CHANNELS]
+        g = self.cfg.gate_gain * y[:, NET_CHANNELS:]
+        total = FAINT_SCALE * torch.sinh(u_faint.float() + r)
+        stars = torch.sigmoid(g) * total
+        nonstellar = total - stars
+        return torch.cat([torch.asinh(stars / FAINT_SCALE), torch.asinh(nonstellar / FAINT_SCALE)], dim=1)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
