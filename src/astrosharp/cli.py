@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("--sharpen-nonstellar", type=_number, default=d.sharpen_nonstellar, metavar="N",
                     help=f"0 to 1: non-stellar structure is sharpened to (1 - N) of the source FWHM, "
                     f"at least 1 px (default {d.sharpen_nonstellar:g})")
-    op = s.add_argument_group("options")
+    op = s.add_argument_group("processing options")
     op.add_argument("--correct-only", action="store_true",
                     help="only make the PSF round and equal in all channels (no sharpening)")
     op.add_argument("--correct-first", action="store_true", help="correct, then sharpen, in two passes")
