@@ -104,8 +104,9 @@ class Background:
         h, w = self.shape
         y0, x0, y1, x1 = box if box is not None else (0, 0, h, w)
         g = self.grid if kind == "level" else _fill_nan(self.sigma_grid, self.sigma)
-        my = _interp_matrix(self.grid_y, np.arange(y0, y1, dtype=float))
-        mx = _interp_matrix(self.grid_x, np.arange(x0, x1, dtype=float))
+        my = _interp_matrix(self.grid_y, np.arange(y0, y1, dtype=float)).astype(np.float32)
+        mx = _interp_matrix(self.grid_x, np.arange(x0, x1, dtype=float)).astype(np.float32)
+        g = g.astype(np.float32)
         chans = range(self.channels) if channel is None else [int(channel)]
         out = np.empty((len(chans), y1 - y0, x1 - x0), dtype=np.float32)
         for i, c in enumerate(chans):

@@ -18,8 +18,11 @@ Method
    ``CROWDED``    another source within the isolation radius brighter than 5 % of
                   it, or one over 3 times brighter within sqrt(brightness ratio)
                   (2 to 5) times that radius;
-   ``STRUCTURED`` it sits on structured emission: the sky around it varies by much
-                  more than the noise (nebula knots, galaxy cores, spiral arms).
+   ``STRUCTURED`` it sits on structured emission: in an annulus of 2.5 to 4 FWHM,
+                  after removing a plane, the sky is not point-symmetric about it
+                  (a star's own elliptical wings are) by much more than the noise
+                  (nebula knots, galaxy cores, spiral arms);
+   ``SKIPPED``    not examined (enough brighter candidates nearby; optional).
 
 The local median size is taken over the 25 nearest candidates that pass the pixel
 tests, so a PSF that changes across the field does not make corner stars look
@@ -48,6 +51,7 @@ __all__ = [
     "FLAG_SHARP",
     "FLAG_CROWDED",
     "FLAG_STRUCTURED",
+    "FLAG_SKIPPED",
     "FLAG_NAMES",
     "typical_size",
 ]
@@ -59,6 +63,7 @@ FLAG_EXTENDED = 8
 FLAG_SHARP = 16
 FLAG_CROWDED = 32
 FLAG_STRUCTURED = 64
+FLAG_SKIPPED = 128
 FLAG_NAMES = {
     FLAG_EDGE: "edge",
     FLAG_SATURATED: "saturated",
@@ -67,6 +72,7 @@ FLAG_NAMES = {
     FLAG_SHARP: "too sharp",
     FLAG_CROWDED: "crowded",
     FLAG_STRUCTURED: "on structure",
+    FLAG_SKIPPED: "not examined",
 }
 _SIGMA_TO_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -147,11 +153,15 @@ def saturation_level(data: np.ndarray, min_pixels: int = 3) -> np.ndarray:
 def _stamps(img: np.ndarray, iy: np.ndarray, ix: np.ndarray, r: int, fill: float = np.nan) -> np.ndarray:
     """(N, 2r+1, 2r+1) cut-outs centred on (iy, ix); outside the image = fill."""
     h, w = img.shape
-    pad = np.pad(img, r, mode="constant", constant_values=fill) if fill is not None else img
     off = np.arange(-r, r + 1)
-    yy = iy[:, None, None] + r + off[None, :, None]
-    xx = ix[:, None, None] + r + off[None, None, :]
-    return pad[yy, xx]
+    yy = np.asarray(iy)[:, None, None] + off[None, :, None]
+    xx = np.asarray(ix)[:, None, None] + off[None, None, :]
+    out = img[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
+    outside = (yy < 0) | (yy >= h) | (xx < 0) | (xx >= w)
+    if outside.any():
+        out = out.astype(np.result_type(out.dtype, np.asarray(fill).dtype), copy=False)
+        out[np.broadcast_to(outside, out.shape)] = fill
+    return out
 
 
 def _gauss_noise_factor(sigma_k: float, truncate: float) -> float:
@@ -173,6 +183,8 @@ def detect_stars(
     isolation: float | None = None,
     size_tolerance: float = 1.4,
     max_candidates: int = 50000,
+    cell: int | None = None,
+    per_cell: int | None = None,
 ) -> Candidates:
     """Find stars in a background-subtracted image and flag the unusable ones.
 
@@ -197,8 +209,13 @@ def detect_stars(
         A candidate larger than this times the local median stellar size is
         ``EXTENDED``; smaller than ``0.6 / size_tolerance`` times is ``SHARP``.
     max_candidates : int
-        The brightest this many peaks are measured (the rest only count as
+        The brightest this many peaks are examined (the rest only count as
         neighbours for the isolation test).
+    cell, per_cell : int, optional
+        With both, only the ``per_cell`` most significant candidates that pass
+        the cheap tests (edge, saturation, hot pixel, crowding) in each
+        ``cell`` x ``cell`` px block are measured further; the others are
+        flagged ``SKIPPED`` (a speed limit for rich fields).
 
     Returns
     -------
@@ -228,150 +245,126 @@ def detect_stars(
     iy, ix = np.nonzero(pk)
     if iy.size == 0:
         return _empty()
-    height = sm[iy, ix] / s_sm
+    v = sm[iy, ix]
+    height = v / s_sm
     order = np.argsort(-height, kind="stable")
     iy, ix, height = iy[order], ix[order], height[order]
-    # plateaus (flat saturated tops) give several equal maxima: keep one
     tree_all = cKDTree(np.column_stack([ix, iy]))
     dup = np.zeros(iy.size, bool)
-    pp = tree_all.query_pairs(r=size / 2.0 + 0.5, output_type="ndarray")
+    pp = tree_all.query_pairs(r=size // 2, p=np.inf, output_type="ndarray")
     if pp.size:
-        dup[np.maximum(pp[:, 0], pp[:, 1])] = True
+        dup[np.maximum(pp[:, 0], pp[:, 1])] = True  # equal maxima of a flat (saturated) top
     iy, ix, height = iy[~dup], ix[~dup], height[~dup]
     all_xy = np.column_stack([ix, iy]).astype(float)
     all_h = height
 
     n = min(iy.size, max_candidates)
     iy, ix, height = iy[:n], ix[:n], height[:n]
-
-    # 2. windowed moments on the unsmoothed image
-    r = int(np.ceil(2.0 * fwhm)) + 1
-    st = _stamps(work, iy, ix, r, fill=np.nan).astype(np.float64)
-    # local background: median of the stamp's border (stars on nebulae)
-    border = np.concatenate([st[:, 0, :], st[:, -1, :], st[:, 1:-1, 0], st[:, 1:-1, -1]], axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        local_bg = np.nan_to_num(np.nanmedian(border, axis=1))
-    st = np.nan_to_num(st - local_bg[:, None, None])
-    off = np.arange(-r, r + 1, dtype=float)
-    sw = max(fwhm / _SIGMA_TO_FWHM, 0.7) * 1.5  # window sigma
-    cx = np.zeros(n)
-    cy = np.zeros(n)
-    for _ in range(3):
-        dx = off[None, None, :] - cx[:, None, None]
-        dy = off[None, :, None] - cy[:, None, None]
-        win = np.exp(-(dx * dx + dy * dy) / (2 * sw * sw))
-        wi = win * st
-        tot = wi.sum(axis=(1, 2))
-        safe = np.where(tot > 0, tot, 1.0)
-        ncx = (wi * dx).sum(axis=(1, 2)) / safe + cx
-        ncy = (wi * dy).sum(axis=(1, 2)) / safe + cy
-        cx = np.where(tot > 0, np.clip(ncx, -1.0, 1.0), 0.0)
-        cy = np.where(tot > 0, np.clip(ncy, -1.0, 1.0), 0.0)
-    dx = off[None, None, :] - cx[:, None, None]
-    dy = off[None, :, None] - cy[:, None, None]
-    win = np.exp(-(dx * dx + dy * dy) / (2 * sw * sw))
-    wi = win * st
-    tot = wi.sum(axis=(1, 2))
-    safe = np.where(tot > 0, tot, 1.0)
-    mxx = (wi * dx * dx).sum(axis=(1, 2)) / safe
-    myy = (wi * dy * dy).sum(axis=(1, 2)) / safe
-    mxy = (wi * dx * dy).sum(axis=(1, 2)) / safe
-    tr = np.maximum(mxx + myy, 1e-6)
-    # a Gaussian of variance v seen through the window gives v*sw2/(v+sw2): undo it
-    vm = np.clip(0.5 * tr, 1e-4, 0.95 * sw * sw)
-    v = vm * sw * sw / (sw * sw - vm)
-    size_est = _SIGMA_TO_FWHM * np.sqrt(v)
-    # much wider than the window: the size is not measurable, only "large"
-    size_est[0.5 * tr >= 0.8 * sw * sw] = np.inf
-    ecc = np.hypot(mxx - myy, 2 * mxy) / tr
-    elong = 1.0 - np.sqrt(np.clip((1 - ecc) / (1 + ecc), 0, 1))
-    flux = (st * (dx * dx + dy * dy <= (1.5 * fwhm) ** 2)).sum(axis=(1, 2))
-
     flags = np.zeros(n, int)
-    # edge
+
+    # 2. cheap tests on every candidate
     e = int(np.ceil(3.0 * fwhm)) if edge is None else int(edge)
     flags[(ix < e) | (iy < e) | (ix >= w - e) | (iy >= h - e)] |= FLAG_EDGE
-    # NaN near the core counts as unusable (edge-like)
-    if nan.any():
+    if nan.any():  # NaN near the core counts as unusable (edge-like)
         nst = _stamps(nan, iy, ix, max(1, int(np.ceil(1.5 * fwhm))), fill=True)
         flags[nst.any(axis=(1, 2))] |= FLAG_EDGE
-    # saturation
     if saturated is not None:
         sr = int(np.ceil(1.5 * fwhm)) + 1
         sst = _stamps(np.asarray(saturated, bool), iy, ix, sr, fill=False)
         flags[sst.any(axis=(1, 2))] |= FLAG_SATURATED
-    # hot pixels: a single-pixel spike
-    cval = st[:, r, r]
-    nb = 0.25 * (st[:, r - 1, r] + st[:, r + 1, r] + st[:, r, r - 1] + st[:, r, r + 1])
+    c3 = _stamps(work, iy, ix, 1, fill=0.0).astype(np.float64)
+    cval = c3[:, 1, 1]
+    nb = 0.25 * (c3[:, 0, 1] + c3[:, 2, 1] + c3[:, 1, 0] + c3[:, 1, 2])
     flags[(cval > 0) & (nb < 0.15 * cval)] |= FLAG_HOT
-    # isolation (all peaks count as neighbours, measured or not)
     iso = max(6.0, 3.0 * fwhm) if isolation is None else float(isolation)
     pairs = cKDTree(all_xy).query_pairs(r=5.0 * iso, output_type="ndarray")
     if pairs.size:
         a_i = np.concatenate([pairs[:, 0], pairs[:, 1]])
         b_i = np.concatenate([pairs[:, 1], pairs[:, 0]])
+        keep_p = a_i < n
+        a_i, b_i = a_i[keep_p], b_i[keep_p]
         d = np.hypot(*(all_xy[a_i] - all_xy[b_i]).T)
         ratio = all_h[b_i] / np.maximum(all_h[a_i], 1e-12)
         # a brighter neighbour's wings reach further: out to iso * sqrt(ratio)
         reach = iso * np.clip(np.sqrt(ratio), 2.0, 5.0)
         bad = ((d <= iso) & (ratio > 0.05)) | ((ratio > 3.0) & (d <= reach))
-        hit = np.unique(a_i[bad & (a_i < n)])
-        flags[hit] |= FLAG_CROWDED
-    # structured surroundings: robust spread of the sky in an annulus, compared
-    # with the noise, after removing the star's own wings ring by ring (elliptical
-    # rings following the windowed moments, so elongated stars are not penalised)
-    ra_in, ra_out = max(2.5 * fwhm, 4.0), max(4.0 * fwhm, 7.0)
-    R = int(np.ceil(ra_out / 0.75))
-    big = _stamps(work, iy, ix, R, fill=np.nan)
-    oo = np.arange(-R, R + 1, dtype=float)
-    det = np.maximum(mxx * myy - mxy**2, 1e-9)
-    sc = np.sqrt(det)  # normalise the moment matrix to unit determinant
-    ixx, iyy, ixy = myy / sc, mxx / sc, -mxy / sc  # inverse (unit det)
-    qq = (ixx[:, None, None] * oo[None, None, :] ** 2 + iyy[:, None, None] * oo[None, :, None] ** 2
-          + 2 * ixy[:, None, None] * oo[None, None, :] * oo[None, :, None])
-    rq = np.sqrt(np.maximum(qq, 0))
-    ring = np.floor(rq).astype(int)
-    ann = (rq >= ra_in) & (rq < np.floor(ra_out) + 1)
-    # remove a plane fitted to the annulus (the slope of a nearby extended source
-    # or nebula is structure too, but a smooth one the ring medians cannot follow)
-    gx = np.broadcast_to(oo[None, None, :], big.shape)
-    gy = np.broadcast_to(oo[None, :, None], big.shape)
-    msk = ann & np.isfinite(big)
-    bz = np.where(msk, big, 0.0)
-    X = [np.where(msk, 1.0, 0.0), np.where(msk, gx, 0.0), np.where(msk, gy, 0.0)]
-    A = np.stack([np.stack([(X[i] * X[j]).sum(axis=(1, 2)) for j in range(3)], -1) for i in range(3)], -2)
-    bvec = np.stack([(X[i] * bz).sum(axis=(1, 2)) for i in range(3)], -1)
-    A = A + 1e-9 * np.eye(3)[None]
-    coef = np.linalg.solve(A, bvec[..., None])[..., 0]
-    slope = coef[:, 1, None, None] * gx + coef[:, 2, None, None] * gy
-    big = big - slope
-    resid = np.full(big.shape, np.nan, dtype=np.float32)
-    lev = np.zeros(n)
-    for rv in range(int(np.floor(ra_in)), int(np.floor(ra_out)) + 1):
-        sel = ann & (ring == rv)
-        v = np.where(sel, big, np.nan)
+        flags[np.unique(a_i[bad])] |= FLAG_CROWDED
+
+    # 3. only the brightest clean candidates of each cell are examined further
+    meas = np.ones(n, bool)
+    if cell is not None and per_cell is not None:
+        clean = flags == 0
+        key = (iy // int(cell)) * (w // int(cell) + 1) + ix // int(cell)
+        rank = np.zeros(n, int)
+        kc = key[clean]
+        order_c = np.argsort(kc, kind="stable")  # stable: brightest first within a cell
+        ks = kc[order_c]
+        start = np.searchsorted(ks, ks, "left")
+        r_sorted = np.arange(ks.size) - start
+        rank_c = np.empty(ks.size, int)
+        rank_c[order_c] = r_sorted
+        rank[np.nonzero(clean)[0]] = rank_c
+        meas = clean & (rank < int(per_cell))
+        meas |= ~clean & (height > 2 * threshold)  # keep flagged bright ones for the size reference
+        flags[clean & ~meas] |= FLAG_SKIPPED
+    mi = np.nonzero(meas)[0]
+
+    # 4. windowed moments on the unsmoothed image, local background removed
+    size_est = np.full(n, np.nan)
+    elong = np.full(n, np.nan)
+    flux = np.full(n, np.nan)
+    cx = np.zeros(n)
+    cy = np.zeros(n)
+    if mi.size:
+        r = int(np.ceil(2.0 * fwhm)) + 1
+        st = _stamps(work, iy[mi], ix[mi], r, fill=np.nan).astype(np.float64)
+        border = np.concatenate([st[:, 0, :], st[:, -1, :], st[:, 1:-1, 0], st[:, 1:-1, -1]], axis=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(v.reshape(n, -1), axis=1)
-        med = np.nan_to_num(med)
-        resid = np.where(sel, big - med[:, None, None], resid)
-        lev = np.maximum(lev, np.abs(med))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rflat = resid.reshape(n, -1)
-        spread = 1.4826 * np.nanmedian(np.abs(rflat - np.nanmedian(rflat, axis=1, keepdims=True)), axis=1)
-    spread = np.nan_to_num(spread)
-    flags[spread > 2.5 * sigma + 0.25 * lev] |= FLAG_STRUCTURED
+            local_bg = np.nan_to_num(np.nanmedian(border, axis=1))
+        st = np.nan_to_num(st - local_bg[:, None, None])
+        off = np.arange(-r, r + 1, dtype=float)
+        sw = max(fwhm / _SIGMA_TO_FWHM, 0.7) * 1.5  # window sigma
+        m_ = mi.size
+        mcx = np.zeros(m_)
+        mcy = np.zeros(m_)
+        for _ in range(3):
+            dx = off[None, None, :] - mcx[:, None, None]
+            dy = off[None, :, None] - mcy[:, None, None]
+            wi = np.exp(-(dx * dx + dy * dy) / (2 * sw * sw)) * st
+            tot = wi.sum(axis=(1, 2))
+            safe = np.where(tot > 0, tot, 1.0)
+            ncx = (wi * dx).sum(axis=(1, 2)) / safe + mcx
+            ncy = (wi * dy).sum(axis=(1, 2)) / safe + mcy
+            mcx = np.where(tot > 0, np.clip(ncx, -1.0, 1.0), 0.0)
+            mcy = np.where(tot > 0, np.clip(ncy, -1.0, 1.0), 0.0)
+        dx = off[None, None, :] - mcx[:, None, None]
+        dy = off[None, :, None] - mcy[:, None, None]
+        wi = np.exp(-(dx * dx + dy * dy) / (2 * sw * sw)) * st
+        tot = wi.sum(axis=(1, 2))
+        safe = np.where(tot > 0, tot, 1.0)
+        mxx = (wi * dx * dx).sum(axis=(1, 2)) / safe
+        myy = (wi * dy * dy).sum(axis=(1, 2)) / safe
+        mxy = (wi * dx * dy).sum(axis=(1, 2)) / safe
+        tr = np.maximum(mxx + myy, 1e-6)
+        # a Gaussian of variance v seen through the window gives v*sw2/(v+sw2): undo it
+        vm = np.clip(0.5 * tr, 1e-4, 0.95 * sw * sw)
+        v = vm * sw * sw / (sw * sw - vm)
+        se = _SIGMA_TO_FWHM * np.sqrt(v)
+        se[(0.5 * tr >= 0.8 * sw * sw) | (tot <= 0)] = np.inf  # wider than the window
+        size_est[mi] = se
+        ecc = np.hypot(mxx - myy, 2 * mxy) / tr
+        elong[mi] = 1.0 - np.sqrt(np.clip((1 - ecc) / (1 + ecc), 0, 1))
+        flux[mi] = (st * (dx * dx + dy * dy <= (1.5 * fwhm) ** 2)).sum(axis=(1, 2))
+        cx[mi], cy[mi] = mcx, mcy
 
-    # size relative to the local stellar population: the typical stellar size is
-    # the mode of the sizes (stars form a tight peak; knots and galaxies spread
-    # to larger sizes), the local reference the median size of the 25 nearest
-    # candidates that are star-like by that mode
-    ref_ok = (flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT)) == 0
-    ref_ok &= height > 2 * threshold
-    if ref_ok.sum() < 5:
-        ref_ok = (flags & (FLAG_HOT | FLAG_SATURATED)) == 0
+    # 5. size relative to the local stellar population: the typical stellar size
+    # is the lower envelope of the sizes (:func:`typical_size`), the local
+    # reference the median size of the 25 nearest star-like candidates
+    ref_ok = meas & ((flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT)) == 0) & np.isfinite(size_est)
+    strong = ref_ok & (height > 2 * threshold)
+    if strong.sum() >= 5:
+        ref_ok = strong
     if ref_ok.sum() >= 3:
         mode = typical_size(size_est[ref_ok])
         starlike = ref_ok & (size_est > 0.6 * mode) & (size_est < 1.6 * mode)
@@ -380,11 +373,18 @@ def detect_stars(
         rxy = np.column_stack([cx + ix, cy + iy])[starlike]
         rsize = size_est[starlike]
         k = int(min(25, starlike.sum()))
-        _, nn = cKDTree(rxy).query(np.column_stack([cx + ix, cy + iy]), k=k)
-        nn = np.asarray(nn).reshape(n, -1)
+        _, nn = cKDTree(rxy).query(np.column_stack([cx + ix, cy + iy])[mi], k=k)
+        nn = np.asarray(nn).reshape(mi.size, -1)
         local = np.median(rsize[nn], axis=1)
-        flags[size_est > size_tolerance * local] |= FLAG_EXTENDED
-        flags[size_est < (0.6 / size_tolerance) * local] |= FLAG_SHARP
+        flags[mi[size_est[mi] > size_tolerance * local]] |= FLAG_EXTENDED
+        flags[mi[size_est[mi] < (0.6 / size_tolerance) * local]] |= FLAG_SHARP
+
+    # 6. structured surroundings, for the candidates still clean: after removing
+    # a plane fitted to an annulus, a point-symmetric star leaves I(d) - I(-d) = 0
+    # up to noise; structure (nebula knots, galaxy arms) does not
+    ck = mi[flags[mi] == 0]
+    if ck.size:
+        flags[ck[_structured(work, iy[ck], ix[ck], fwhm, sigma)]] |= FLAG_STRUCTURED
 
     return Candidates(
         x=ix + cx,
@@ -414,6 +414,37 @@ def typical_size(sizes: np.ndarray, quantile: float = 10.0) -> float:
     q = np.percentile(v, quantile)
     sel = v[(v >= 0.75 * q) & (v <= 1.3 * q)]
     return float(np.median(sel)) if sel.size else float(q)
+
+
+def _structured(work, iy, ix, fwhm, sigma):
+    """True where the surroundings of a candidate are not point-symmetric."""
+    ra_in, ra_out = max(2.5 * fwhm, 4.0), max(4.0 * fwhm, 7.0)
+    R = int(np.ceil(ra_out))
+    oo = np.arange(-R, R + 1)
+    gy_, gx_ = np.meshgrid(oo, oo, indexing="ij")
+    rr = np.hypot(gx_, gy_)
+    # one pixel of each symmetric pair: the upper half-plane of the annulus
+    half = (rr >= ra_in) & (rr <= ra_out) & ((gy_ > 0) | ((gy_ == 0) & (gx_ > 0)))
+    py, px = gy_[half], gx_[half]
+    h, w = work.shape
+    out = np.zeros(iy.size, bool)
+    for a in range(0, iy.size, 4096):
+        yy = np.clip(iy[a : a + 4096, None] + py[None], 0, h - 1)
+        xx = np.clip(ix[a : a + 4096, None] + px[None], 0, w - 1)
+        y2 = np.clip(iy[a : a + 4096, None] - py[None], 0, h - 1)
+        x2 = np.clip(ix[a : a + 4096, None] - px[None], 0, w - 1)
+        v1 = work[yy, xx].astype(np.float64)
+        v2 = work[y2, x2].astype(np.float64)
+        # plane: the antisymmetric part of a plane is 2 g.d: fit g on (v1 - v2)
+        dlt = v1 - v2
+        X = np.stack([px, py], -1).astype(float)  # (k, 2)
+        G = np.linalg.solve(2.0 * (X.T @ X), (dlt @ X).T).T  # least squares per row: dlt ~ 2 X g
+        res = dlt - 2.0 * G @ X.T
+        med = np.median(res, axis=1, keepdims=True)
+        spread = 1.4826 * np.median(np.abs(res - med), axis=1) / np.sqrt(2.0)
+        lev = np.abs(np.median(0.5 * (v1 + v2), axis=1))
+        out[a : a + 4096] = spread > 2.0 * sigma + 0.1 * lev
+    return out
 
 
 def _empty() -> Candidates:

@@ -16,9 +16,10 @@ major axis in degrees counter-clockwise from +x, ``e1 = e cos 2θ``,
 ``e2 = e sin 2θ``.
 
 Pixel integration uses a Gauss-Legendre product rule with ``n x n`` nodes per
-pixel (``n`` from 2 for FWHM >= 4 px up to 6 below 1.5 px), which matches the
-Fourier-exact :func:`~astrosharp.psf.moffat.moffat_kernel` to a small fraction
-of a percent of the peak.
+pixel (``n`` from 2 for FWHM >= 4 px up to 6 below 1.3 px) in the core (within
+1.5 FWHM + 1.5 px of the stamp centre) and the midpoint rule in the smooth wings;
+it matches the pixel integral (:func:`~astrosharp.psf.moffat.moffat_image` with
+heavy supersampling) to better than 1e-3 of the peak.
 
 All stars are fitted together by a vectorised Levenberg-Marquardt solver with the
 analytic Jacobian and a damping factor per star (no Python loop over stars), in
@@ -43,6 +44,7 @@ field takes medians over many stars.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -129,33 +131,38 @@ def _quad_nodes(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------
 # the batched model
 # ---------------------------------------------------------------------------
-def _evaluate(p, px, py, quad, jac: bool):
-    """Model (n, P) and optionally Jacobian (n, P, 8) for parameters p (n, 8)."""
-    qx, qy, qw = quad
-    x0, y0, flux, bkg, m11, m12, m22, beta = (p[:, i][:, None, None] for i in range(_NPAR))
-    dx = (px[None, :, None] - x0) + qx[None, None, :]
-    dy = (py[None, :, None] - y0) + qy[None, None, :]
+def _evaluate_group(p, px, py, quad, jac: bool):
+    """Model (n, P) and optionally Jacobian (n, P, 8) of one pixel group that
+    shares a quadrature rule."""
+    # float32 for the bulk arithmetic (2x faster); positions are taken relative
+    # to the stamp so nothing large is subtracted in single precision
+    f32 = np.float32
+    qx, qy, qw = (v.astype(f32) for v in quad)
+    x0, y0, flux, bkg, m11, m12, m22, beta = (p[:, i].astype(f32)[:, None, None] for i in range(_NPAR))
+    dx = (px.astype(f32)[None, :, None] - x0) + qx[None, None, :]
+    dy = (py.astype(f32)[None, :, None] - y0) + qy[None, None, :]
     q = m11 * dx * dx + 2.0 * m12 * dx * dy + m22 * dy * dy
     lq = np.log1p(q)
     det = m11 * m22 - m12 * m12
     norm = (beta - 1.0) * np.sqrt(det) / np.pi
     f = norm * np.exp(-beta * lq)
     g = f @ qw
-    model = flux[..., 0] * g + bkg[..., 0]
+    model = flux[..., 0].astype(np.float64) * g + bkg[..., 0].astype(np.float64)
     if not jac:
         return model, None
     fq = (-beta) * f / (1.0 + q)
-    fqw = fq * qw
-    sx = np.einsum("npq,npq->np", fqw, dx)
-    sy = np.einsum("npq,npq->np", fqw, dy)
-    sxx = np.einsum("npq,npq,npq->np", fqw, dx, dx)
-    sxy = np.einsum("npq,npq,npq->np", fqw, dx, dy)
-    syy = np.einsum("npq,npq,npq->np", fqw, dy, dy)
-    sl = np.einsum("npq,npq,q->np", f, lq, qw)
+    fqx = fq * dx
+    fqy = fq * dy
+    sx = fqx @ qw
+    sy = fqy @ qw
+    sxx = (fqx * dx) @ qw
+    sxy = (fqx * dy) @ qw
+    syy = (fqy * dy) @ qw
+    sl = (f * lq) @ qw
     F = flux[..., 0]
     a11, a12, a22, b = m11[..., 0], m12[..., 0], m22[..., 0], beta[..., 0]
     dt = det[..., 0]
-    J = np.empty(model.shape + (_NPAR,))
+    J = np.empty(model.shape + (_NPAR,), dtype=f32)
     J[..., 0] = -2.0 * F * (a11 * sx + a12 * sy)
     J[..., 1] = -2.0 * F * (a12 * sx + a22 * sy)
     J[..., 2] = g
@@ -165,6 +172,40 @@ def _evaluate(p, px, py, quad, jac: bool):
     J[..., 6] = F * (syy + 0.5 * a11 / dt * g)
     J[..., 7] = F * (g / (b - 1.0) - sl)
     return model, J
+
+
+def _evaluate(p, groups, jac: bool):
+    """Model (n, P) and Jacobian (n, P, 8) over pixel groups [(px, py, quad)],
+    concatenated in group order."""
+    parts = [_evaluate_group(p, px, py, quad, jac) for px, py, quad in groups]
+    if len(parts) == 1:
+        return parts[0]
+    model = np.concatenate([m for m, _ in parts], axis=1)
+    J = np.concatenate([j for _, j in parts], axis=1) if jac else None
+    return model, J
+
+
+_MIDPOINT = (np.zeros(1), np.zeros(1), np.ones(1))
+
+
+def _pixel_groups(s: int, fwhm: float, quad: int):
+    """Pixel order and groups of an s x s stamp: the core (within 1.5 FWHM + 1.5 px
+    of the centre) integrated with ``quad`` x ``quad`` Gauss-Legendre nodes, the
+    wings (smooth on the pixel scale) with the midpoint rule."""
+    yy, xx = np.mgrid[0:s, 0:s]
+    c = (s - 1) / 2.0
+    core = np.hypot(xx - c, yy - c) <= 1.5 * fwhm + 1.5
+    if quad <= 1:
+        core[:] = False
+    ci = np.nonzero(core.ravel())[0]
+    oi = np.nonzero(~core.ravel())[0]
+    px, py = xx.ravel().astype(float), yy.ravel().astype(float)
+    groups = []
+    if ci.size:
+        groups.append((px[ci], py[ci], _quad_nodes(quad)))
+    if oi.size:
+        groups.append((px[oi], py[oi], _MIDPOINT))
+    return np.concatenate([ci, oi]), groups
 
 
 def render_moffat(
@@ -192,7 +233,7 @@ def render_moffat(
     p = np.array([[x0, y0, flux, background, m11, m12, m22, beta]], dtype=float)
     yy, xx = np.mgrid[0:h, 0:w]
     quad = _quad_nodes(quad or quadrature_order(fwhm))
-    model, _ = _evaluate(p, xx.ravel().astype(float), yy.ravel().astype(float), quad, False)
+    model, _ = _evaluate(p, [(xx.ravel().astype(float), yy.ravel().astype(float), quad)], False)
     return model[0].reshape(h, w)
 
 
@@ -278,7 +319,13 @@ def _initial(stamps, mask, x0, y0, fwhm_guess, beta_guess, px, py):
     edge[:, [0, -1]] = True
     e = flat[:, edge.ravel()]
     em = mask.reshape(n, -1)[:, edge.ravel()]
-    bkg = np.array([np.median(e[i][em[i]]) if em[i].any() else np.nanmedian(flat[i]) for i in range(n)])
+    if em.all():
+        bkg = np.median(e, axis=1)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            bkg = np.nanmedian(np.where(em, e, np.nan), axis=1)
+        bkg = np.where(np.isfinite(bkg), bkg, 0.0)
     ap = (r2 <= (2.5 * fwhm_guess) ** 2) & mask.reshape(n, -1)
     flux = np.sum(np.where(ap, flat - bkg[:, None], 0.0), axis=1)
     # windowed second moments for an elliptical starting shape
@@ -318,11 +365,11 @@ def _valid(p, size):
     )
 
 
-def _lm(data, weight, p, px, py, quad, size, max_iter, tol):
+def _lm(data, weight, p, groups, size, max_iter, tol):
     """Batched Levenberg-Marquardt. data, weight (n, P); p (n, 8) updated copy."""
     n = p.shape[0]
     p = p.copy()
-    model, J = _evaluate(p, px, py, quad, True)
+    model, J = _evaluate(p, groups, True)
     r = (data - model) * weight
     chi2 = np.sum(r * r, axis=1)
     lam = np.full(n, 1e-3)
@@ -330,8 +377,8 @@ def _lm(data, weight, p, px, py, quad, size, max_iter, tol):
     conv = np.zeros(n, bool)
     niter = np.zeros(n, int)
     Jw = J * weight[..., None]
-    A = np.einsum("npi,npj->nij", Jw, Jw)
-    gvec = np.einsum("npi,np->ni", Jw, r)
+    A = np.matmul(Jw.transpose(0, 2, 1), Jw)
+    gvec = np.matmul(Jw.transpose(0, 2, 1), r[..., None])[..., 0]
     for _ in range(max_iter):
         idx = np.nonzero(active)[0]
         if idx.size == 0:
@@ -345,7 +392,7 @@ def _lm(data, weight, p, px, py, quad, size, max_iter, tol):
             step = np.stack([np.linalg.lstsq(Ad[i], gvec[idx][i], rcond=None)[0] for i in range(len(idx))])
         pt = p[idx] + step
         ok = _valid(pt, size)
-        mt, Jt = _evaluate(np.where(ok[:, None], pt, p[idx]), px, py, quad, True)
+        mt, Jt = _evaluate(np.where(ok[:, None], pt, p[idx]), groups, True)
         rt = (data[idx] - mt) * weight[idx]
         c2 = np.sum(rt * rt, axis=1)
         better = ok & (c2 <= chi2[idx])
@@ -355,15 +402,15 @@ def _lm(data, weight, p, px, py, quad, size, max_iter, tol):
         p[acc] = pt[better]
         chi2[acc] = c2[better]
         Jwt = Jt[better] * weight[acc][..., None]
-        A[acc] = np.einsum("npi,npj->nij", Jwt, Jwt)
-        gvec[acc] = np.einsum("npi,np->ni", Jwt, rt[better])
+        A[acc] = np.matmul(Jwt.transpose(0, 2, 1), Jwt)
+        gvec[acc] = np.matmul(Jwt.transpose(0, 2, 1), rt[better][..., None])[..., 0]
         lam[acc] = np.maximum(lam[acc] * 0.3, 1e-9)
         rej = idx[~better]
-        lam[rej] *= 8.0
+        lam[rej] *= 10.0
         done = acc[small]
         conv[done] = True
         active[done] = False
-        stuck = rej[lam[rej] > 1e8]
+        stuck = rej[lam[rej] > 1e4]
         conv[stuck] = True  # no further decrease possible: at a minimum
         active[stuck] = False
     return p, chi2, niter, conv
@@ -380,7 +427,7 @@ def fit_stars(
     beta_guess: float = 2.5,
     quad: int | None = None,
     max_iter: int = 40,
-    tol: float = 1e-6,
+    tol: float = 1e-5,
     chunk: int = 192,
 ) -> StarFits:
     """Fit a pixel-integrated elliptical Moffat (plus a constant background) to
@@ -433,9 +480,9 @@ def fit_stars(
         mask = finite & circ[None]
     else:
         mask = np.asarray(mask, bool) & finite
-    data = np.where(mask, stamps, 0.0).reshape(n, -1)
-    weight = mask.reshape(n, -1).astype(float)
-    q = _quad_nodes(quad or quadrature_order(fwhm_guess))
+    order, groups = _pixel_groups(s, fwhm_guess, quad or quadrature_order(fwhm_guess))
+    data = np.where(mask, stamps, 0.0).reshape(n, -1)[:, order]
+    weight = mask.reshape(n, -1)[:, order].astype(float)
     p0 = _initial(np.where(mask, stamps, 0.0), mask, x0, y0, fwhm_guess, beta_guess, px, py)
 
     out = np.empty((n, _NPAR))
@@ -444,9 +491,7 @@ def fit_stars(
     conv = np.empty(n, bool)
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
-        out[a:b], chi2[a:b], niter[a:b], conv[a:b] = _lm(
-            data[a:b], weight[a:b], p0[a:b], px, py, q, s, max_iter, tol
-        )
+        out[a:b], chi2[a:b], niter[a:b], conv[a:b] = _lm(data[a:b], weight[a:b], p0[a:b], groups, s, max_iter, tol)
 
     fwhm, ell, ang, fa, fb = moffat_from_matrix(out[:, 4], out[:, 5], out[:, 6], out[:, 7])
     t = np.deg2rad(ang)
@@ -454,7 +499,7 @@ def fit_stars(
     dof = np.maximum(npix - _NPAR, 1.0)
     chi2_red = chi2 / dof / np.maximum(noise, 1e-30) ** 2
     # S/N of the flux for an optimal (PSF-weighted) measurement in background noise
-    model_unit, _ = _evaluate(np.column_stack([out[:, :2], np.ones(n), np.zeros(n), out[:, 4:]]), px, py, q, False)
+    model_unit, _ = _evaluate(np.column_stack([out[:, :2], np.ones(n), np.zeros(n), out[:, 4:]]), groups, False)
     neff = 1.0 / np.maximum(np.sum(model_unit**2 * weight, axis=1), 1e-30)
     snr = out[:, 2] / np.maximum(noise * np.sqrt(neff), 1e-30)
     ax, ay = asymmetry(stamps, out[:, 0], out[:, 1], out[:, 3], mask)

@@ -103,12 +103,23 @@ def _as_chw(data) -> np.ndarray:
 
 def _luminance(data: np.ndarray, bg: Background) -> np.ndarray:
     """Noise-weighted sum of the background-subtracted channels, in units where
-    each channel's noise is 1."""
+    each channel's noise is 1 (one interpolated map for all channels: the map is
+    linear in the block levels)."""
     c_n = data.shape[0]
+    inv = np.array([1.0 / s if s > 0 else 1.0 for s in bg.sigma])
     lum = np.zeros(data.shape[1:], dtype=np.float32)
     for c in range(c_n):
-        s = bg.sigma[c] if bg.sigma[c] > 0 else 1.0
-        lum += (data[c] - bg.map(c)) * np.float32(1.0 / s)
+        lum += data[c] * np.float32(inv[c])
+    comb = Background(
+        shape=bg.shape,
+        level=np.array([float(np.dot(inv, bg.level))]),
+        sigma=np.array([1.0]),
+        grid=np.tensordot(inv, bg.grid, axes=1)[None],
+        sigma_grid=np.ones((1,) + bg.grid.shape[1:]),
+        grid_y=bg.grid_y,
+        grid_x=bg.grid_x,
+    )
+    lum -= comb.map(0)
     return lum
 
 
@@ -237,27 +248,17 @@ def measure_psf(
 
     say("detection", 0.15)
     lum = _luminance(a, bg)
-    lbg = estimate_background(lum)
-    lum -= lbg.map(0)
+    lbg = estimate_background(lum)  # the luminance's own noise (channels may correlate)
+    lum -= np.float32(np.median(lbg.grid))
     lsig = float(lbg.sigma[0]) if lbg.sigma[0] > 0 else 1.0
     n_tiles = len(grid)
-    cap = max(2000, 12 * max_stars_per_tile * n_tiles)
-    fg = DEFAULT_FWHM
-    cand = detect_stars(lum, lsig, fwhm=fg, saturated=satmask, max_candidates=cap)
-    for _ in range(2):
-        # stars are the most compact sources that are not single-pixel spikes:
-        # take a low quantile of the sizes of the brightest clean detections
-        ok = (cand.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_CROWDED)) == 0
-        if ok.sum() < 5:
-            break
-        ok &= cand.peak > 10.0
-        if ok.sum() < 5:
-            break
-        typical = typical_size(cand.size[ok][:1000])
-        if 0.75 * fg <= typical <= 1.33 * fg:
-            break
-        fg = float(np.clip(typical, 1.0, 25.0))
-        cand = detect_stars(lum, lsig, fwhm=fg, saturated=satmask, max_candidates=cap)
+    cap = max(5000, 40 * max_stars_per_tile * n_tiles)
+    # candidates examined per half-tile cell: every tile covers at least four cells
+    cell = max(32, tile // 2)
+    per_cell = max_stars_per_tile
+    # the typical stellar size, from a quick look at up to nine 1024 px crops
+    fg = _typical_fwhm(lum, lsig, satmask)
+    cand = detect_stars(lum, lsig, fwhm=fg, saturated=satmask, max_candidates=cap, cell=cell, per_cell=per_cell)
     del lum
 
     # choose stars per tile (a star may serve several overlapping tiles)
@@ -277,6 +278,39 @@ def measure_psf(
     if table is None:
         table = StarTable.empty()
     return PSFMeasurement(field=fld, stars=table, candidates=cand, background=bg, saturation=np.asarray(sat, float), fwhm_guess=fg)
+
+
+def _typical_fwhm(lum: np.ndarray, sigma: float, satmask: np.ndarray, crop: int = 1024) -> float:
+    """Typical stellar FWHM (px) for the detector's matched filter and windows:
+    the lower envelope of the detected sources' sizes (:func:`typical_size`),
+    iterated from 3 px until the windows match. Large images are sampled with
+    up to 3 x 3 crops of ``crop`` px."""
+    h, w = lum.shape
+    if h * w > 2.5 * crop * crop:
+        ys = np.unique(np.linspace(0, max(0, h - crop), min(3, max(1, h // crop))).astype(int))
+        xs = np.unique(np.linspace(0, max(0, w - crop), min(3, max(1, w // crop))).astype(int))
+        parts = [(y, x) for y in ys for x in xs]
+    else:
+        parts = [(0, 0)]
+        crop = max(h, w)
+    fg = DEFAULT_FWHM
+    for _ in range(3):
+        sizes = []
+        for y, x in parts:
+            c = detect_stars(lum[y : y + crop, x : x + crop], sigma, fwhm=fg, saturated=satmask[y : y + crop, x : x + crop], max_candidates=4000)
+            ok = ((c.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_CROWDED)) == 0) & (c.peak > 10.0)
+            sizes.append(c.size[ok][:1000])
+        v = np.concatenate(sizes) if sizes else np.zeros(0)
+        if np.isfinite(v).sum() < 5:
+            break
+        typical = typical_size(v)
+        if not np.isfinite(typical):
+            break
+        if 0.8 * fg <= typical <= 1.25 * fg:
+            fg = 0.5 * (fg + typical)
+            break
+        fg = float(np.clip(typical, 1.0, 25.0))
+    return float(fg)
 
 
 def measure_psf_field(
@@ -312,7 +346,7 @@ def measure_psf_field(
 
 
 def _fit_chosen(a: np.ndarray, cand: Candidates, bg: Background, fg: float, c_n: int) -> StarTable:
-    r = int(np.clip(np.ceil(3.0 * fg), 6, 24))
+    r = int(np.clip(np.ceil(2.5 * fg), 6, 22))
     n = len(cand)
     iy = np.round(cand.y).astype(int)
     ix = np.round(cand.x).astype(int)
