@@ -148,3 +148,10 @@ def test_defects_are_caught(cases):
 def test_the_command_refuses_an_unknown_method(capsys):
     with pytest.raises(SystemExit):
         K.main(["--method", "magic"])
+
+
+def test_run_controls_refuses_an_unknown_method():
+    from astrosharp.errors import ParameterError
+
+    with pytest.raises(ParameterError):
+        K.run_controls(method="magic")

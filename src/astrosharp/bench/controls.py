@@ -101,6 +101,7 @@ __all__ = [
     "eval_starless",
     "eval_denoise",
     "run_controls",
+    "REFERENCES",
     "main",
 ]
 
@@ -768,17 +769,36 @@ class ControlsResult:
         return "\n".join(lines)
 
 
-def _sharpen(image: np.ndarray, params: SharpenParams, model: Any, notes: list[str]) -> Any:
+REFERENCES = ("input", "ideal")
+"""Pseudo-methods for context: the untouched input, and the ideal output (the
+truth at the setting plus (1 - denoise) times the input's own noise)."""
+
+
+@dataclass
+class _Output:
+    image: np.ndarray
+    stars: np.ndarray
+    nonstellar: np.ndarray
+
+
+def _sharpen(cc: ControlCase, params: SharpenParams, method: str, model: Any, notes: list[str]) -> _Output:
+    if method == "input":
+        img = cc.obs.image
+        return _Output(img, np.zeros_like(img), img)
+    if method == "ideal":
+        t = truth_at(cc, params)
+        ns = t.nonstellar + t.background + (1.0 - params.denoise) * cc.obs.noise
+        return _Output(t.stars + ns, t.stars, ns)
     from ..pipeline import sharpen
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = sharpen(image, params, model=model)
+        res = sharpen(cc.obs.image, params, model=model)
     if res.method != params.method:
         msg = f"method {params.method} fell back to {res.method}"
         if msg not in notes:
             notes.append(msg)
-    return res
+    return _Output(np.asarray(res.image.data), res.stars, res.nonstellar)
 
 
 def run_controls(
@@ -793,7 +813,9 @@ def run_controls(
 
     Parameters
     ----------
-    method : {"nn", "rl", "wiener"}
+    method : {"nn", "rl", "wiener", "input", "ideal"}
+        The last two are references: the untouched input, and the truth at
+        each setting plus (1 - denoise) times the input's own noise.
     quick : bool
         Fewer seeds and smaller images (``QUICK``) instead of ``FULL``.
     seeds, size : override the seeds and the image size.
@@ -818,12 +840,16 @@ def run_controls(
         from ..nn import Model
 
         model = Model.load()
-    base = BASE.replace(method=method)
+    if method not in ("nn", "rl", "wiener") + REFERENCES:
+        from ..errors import ParameterError
+
+        raise ParameterError(f"method must be one of nn, rl, wiener, input, ideal, got {method!r}")
+    base = BASE.replace(method=method if method not in REFERENCES else "rl")
     notes: list[str] = []
     rows: list[BarRow] = []
 
-    def run(img: np.ndarray, p: SharpenParams) -> Any:
-        return _sharpen(img, p, model if method == "nn" else None, notes)
+    def run(cc: ControlCase, p: SharpenParams) -> _Output:
+        return _sharpen(cc, p, method, model if method == "nn" else None, notes)
 
     def build(name: str) -> list[ControlCase]:
         out = []
@@ -834,17 +860,17 @@ def run_controls(
 
     mono = build("stars_mono")
     rgb = build("stars_rgb")
-    out1_m = [run(cc.obs.image, base).image.data for cc in mono]
-    out1_c = [run(cc.obs.image, base).image.data for cc in rgb]
+    out1_m = [run(cc, base).image for cc in mono]
+    out1_c = [run(cc, base).image for cc in rgb]
     say("sharpen stars 1.0 / 0.5")
     rows += eval_sharpen(mono + rgb, out1_m + out1_c, 1.0)
     p05 = base.replace(sharpen_stars=0.5)
-    rows += eval_sharpen(mono + rgb, [run(cc.obs.image, p05).image.data for cc in mono + rgb], 0.5)
+    rows += eval_sharpen(mono + rgb, [run(cc, p05).image for cc in mono + rgb], 0.5)
     say("halos")
     halo_out = {0.0: out1_m}
     for h in HALOS:
         if h != 0.0:
-            halo_out[h] = [run(cc.obs.image, base.replace(adjust_halos=h)).image.data for cc in mono]
+            halo_out[h] = [run(cc, base.replace(adjust_halos=h)).image for cc in mono]
     rows += eval_halos(mono, halo_out, 1.0)
     say("star colours")
     rows += eval_colours(rgb, out1_c, BASE)
@@ -854,20 +880,20 @@ def run_controls(
     trl = build("trailed_mono")
     rows += eval_correct(
         {"elliptic_mono": ell, "trailed_mono": trl, "stars_rgb": rgb},
-        {k: [run(cc.obs.image, pc).image.data for cc in v] for k, v in
+        {k: [run(cc, pc).image for cc in v] for k, v in
          (("elliptic_mono", ell), ("trailed_mono", trl), ("stars_rgb", rgb))},
     )
     say("manual PSF on star-free nebulae")
     neb = build("nebula_starless_rgb")
-    rows += eval_manual(neb, [run(cc.obs.image, cc.params.replace(method=method)).image.data for cc in neb])
+    rows += eval_manual(neb, [run(cc, cc.params.replace(method=base.method)).image for cc in neb])
     say("starless layer")
     nst = build("nebula_rgb")
-    res = [run(cc.obs.image, base) for cc in nst]
-    rows += eval_starless(nst, [r.stars for r in res], [r.nonstellar for r in res], [r.image.data for r in res], BASE)
+    res = [run(cc, base) for cc in nst]
+    rows += eval_starless(nst, [r.stars for r in res], [r.nonstellar for r in res], [r.image for r in res], BASE)
     say("denoise")
     noi = build("noise_mono")
-    d1 = [run(cc.obs.image, cc.params.replace(method=method, denoise=1.0)).image.data for cc in noi]
-    d0 = [run(cc.obs.image, cc.params.replace(method=method, denoise=0.0)).image.data for cc in noi]
+    d1 = [run(cc, cc.params.replace(method=base.method, denoise=1.0)).image for cc in noi]
+    d0 = [run(cc, cc.params.replace(method=base.method, denoise=0.0)).image for cc in noi]
     rows += eval_denoise(noi, d1, d0)
     from .. import __version__
 
@@ -884,7 +910,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m astrosharp.bench.controls``: print the table, write JSON."""
     ap = argparse.ArgumentParser(prog="python -m astrosharp.bench.controls",
                                  description="Measure every control bar (issue 6) on seeded simulator scenes.")
-    ap.add_argument("--method", choices=("nn", "rl", "wiener"), default="nn", help="method to judge (default nn)")
+    ap.add_argument("--method", choices=("nn", "rl", "wiener") + REFERENCES, default="nn",
+                    help="method to judge (default nn); input and ideal are references (no processing; the truth "
+                    "plus the input's own noise)")
     ap.add_argument("--quick", action="store_true", help=f"seeds {QUICK['seeds']} at {QUICK['size']} px")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds to use (default: 0 1 2, quick: 0 1)")
     ap.add_argument("--size", type=int, help="image size in px")
