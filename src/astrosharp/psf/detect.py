@@ -16,7 +16,8 @@ Method
                   windowed size > ``size_tolerance`` x the local median stellar size;
    ``SHARP``      smaller than the stars around it (cosmic rays, hot-pixel pairs);
    ``CROWDED``    another source within the isolation radius brighter than 5 % of
-                  it, or one over 3 times brighter within sqrt(brightness ratio)
+                  it (if it is itself significant: twice the threshold, or 30 %
+                  of the candidate), or one over 3 times brighter within sqrt(brightness ratio)
                   (2 to 5) times that radius;
    ``STRUCTURED`` it sits on structured emission: in an annulus of 2.5 to 4 FWHM,
                   after removing a plane, the sky is not point-symmetric about it
@@ -287,7 +288,10 @@ def detect_stars(
         ratio = all_h[b_i] / np.maximum(all_h[a_i], 1e-12)
         # a brighter neighbour's wings reach further: out to iso * sqrt(ratio)
         reach = iso * np.clip(np.sqrt(ratio), 2.0, 5.0)
-        bad = ((d <= iso) & (ratio > 0.05)) | ((ratio > 3.0) & (d <= reach))
+        # a neighbour barely above the threshold (often a noise peak) only
+        # counts when it is a sizeable fraction of the candidate
+        real = (all_h[b_i] >= 2.0 * threshold) | (ratio > 0.3)
+        bad = ((d <= iso) & (ratio > 0.05) & real) | ((ratio > 3.0) & (d <= reach))
         flags[np.unique(a_i[bad])] |= FLAG_CROWDED
 
     # 3. only the brightest clean candidates of each cell are examined further

@@ -44,8 +44,10 @@ DEFAULT_FWHM = 3.0
 SATURATION_HEADROOM = 0.9
 """Pixels above background + this fraction of (saturation - background) count
 as saturated (the response is no longer trusted that close to full well)."""
-MIN_SNR = 20.0
+MIN_SNR = 10.0
 """Stars with a fitted-flux S/N below this are not used for the field."""
+SNR_WEIGHT_CAP = 150.0
+"""Stars are weighted by SNR**2 up to this SNR in the per-node estimates."""
 
 
 @dataclass
@@ -170,11 +172,18 @@ def _local_linear(v: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray) 
 
 
 def _clip_outliers(fwhm: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """Boolean keep-mask: FWHM (and log beta) within 3 robust sigmas of the median
-    (with a 5 % floor on the FWHM scatter)."""
+    """Boolean keep-mask: FWHM within [0.7, 1.3] x its lower quartile, then FWHM
+    (and log beta) within 3 robust sigmas of the median (with a 5 % floor on the
+    FWHM scatter)."""
     keep = np.ones(fwhm.size, bool)
     if fwhm.size < 4:
         return keep
+    # stars are the narrowest sources: compact galaxies and knots sit above the
+    # lower quartile by more than the stars' own scatter
+    ref = np.percentile(fwhm, 25)
+    keep = (fwhm <= 1.3 * ref) & (fwhm >= 0.7 * ref)
+    if keep.sum() < 3:
+        keep = np.ones(fwhm.size, bool)
     for _ in range(3):
         med, sc = _robust(fwhm[keep])
         sc = max(sc, 0.05 * med)
@@ -293,16 +302,25 @@ def _typical_fwhm(lum: np.ndarray, sigma: float, satmask: np.ndarray, crop: int 
     else:
         parts = [(0, 0)]
         crop = max(h, w)
-    fg = DEFAULT_FWHM
-    for _ in range(3):
-        sizes = []
+    def sizes_at(fg):
+        out = []
         for y, x in parts:
             c = detect_stars(lum[y : y + crop, x : x + crop], sigma, fwhm=fg, saturated=satmask[y : y + crop, x : x + crop], max_candidates=4000)
-            ok = ((c.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_CROWDED)) == 0) & (c.peak > 10.0)
-            sizes.append(c.size[ok][:1000])
-        v = np.concatenate(sizes) if sizes else np.zeros(0)
-        if np.isfinite(v).sum() < 5:
+            ok = ((c.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_CROWDED)) == 0) & (c.peak > 8.0)
+            out.append(c.size[ok][:1000])
+        v = np.concatenate(out) if out else np.zeros(0)
+        return v[np.isfinite(v)]
+
+    # start at 3 px; faint, wide stars may only show with a wider matched filter
+    fg = DEFAULT_FWHM
+    v = sizes_at(fg)
+    for wider in (6.0, 12.0):
+        if v.size >= 5:
             break
+        fg, v = wider, sizes_at(wider)
+    if v.size < 5:
+        return DEFAULT_FWHM
+    for _ in range(3):
         typical = typical_size(v)
         if not np.isfinite(typical):
             break
@@ -310,6 +328,9 @@ def _typical_fwhm(lum: np.ndarray, sigma: float, satmask: np.ndarray, crop: int 
             fg = 0.5 * (fg + typical)
             break
         fg = float(np.clip(typical, 1.0, 25.0))
+        v = sizes_at(fg)
+        if v.size < 5:
+            break
     return float(fg)
 
 
@@ -410,6 +431,9 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
         if np.isfinite(typ):
             sel = sel[(table.fwhm[sel] <= 1.6 * typ) & (table.fwhm[sel] >= 0.5 * typ)]
         pv = np.column_stack([getattr(table, n)[sel] for n in PARAM_NAMES])
+        # precision weights: a star's parameter errors scale as 1/SNR (capped so
+        # that a few bright stars do not outvote all the others)
+        sw = np.clip(table.snr[sel], 1.0, SNR_WEIGHT_CAP) ** 2
         sx, sy = table.x[sel], table.y[sel]
         # global outlier clip (catches blends / knots the detector let through)
         keep_all = _clip_outliers(pv[:, 0], pv[:, 1])
@@ -432,7 +456,7 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
                     # the value *at* the node, unbiased by a gradient across the tile
                     near = np.nonzero(keep_all & (np.abs(sx - xs[ix_]) < tile) & (np.abs(sy - ys[iy_]) < tile))[0]
                     ddx, ddy = sx[near] - xs[ix_], sy[near] - ys[iy_]
-                    wts = np.exp(-0.5 * (ddx * ddx + ddy * ddy) / (0.3 * tile) ** 2)
+                    wts = np.exp(-0.5 * (ddx * ddx + ddy * ddy) / (0.3 * tile) ** 2) * sw[near]
                     for p in range(P):
                         values[c, p, iy_, ix_] = _local_linear(pv[near, p], ddx / tile, ddy / tile, wts)
                         scatter[c, p, iy_, ix_] = _robust(pv[ids, p])[1]
@@ -446,14 +470,14 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
                 ]))
                 if nb.size >= min_stars:
                     d2 = (sx[nb] - xs[ix_]) ** 2 + (sy[nb] - ys[iy_]) ** 2
-                    wts = np.exp(-0.5 * d2 / (0.6 * tile) ** 2)
+                    wts = np.exp(-0.5 * d2 / (0.6 * tile) ** 2) * sw[nb]
                     for p in range(P):
                         values[c, p, iy_, ix_], scatter[c, p, iy_, ix_] = _robust(pv[nb, p], wts)
                     origin[c, iy_, ix_] = ORIGINS.index("neighbours")
                     continue
                 allk = np.nonzero(keep_all)[0]
                 for p in range(P):
-                    values[c, p, iy_, ix_], scatter[c, p, iy_, ix_] = _robust(pv[allk, p])
+                    values[c, p, iy_, ix_], scatter[c, p, iy_, ix_] = _robust(pv[allk, p], sw[allk])
                 origin[c, iy_, ix_] = ORIGINS.index("image")
         nn = int(np.sum(origin[c] == ORIGINS.index("neighbours")))
         ni = int(np.sum(origin[c] == ORIGINS.index("image")))

@@ -1,0 +1,161 @@
+"""Compare astrosharp's star FWHM with an independent Moffat fit (photutils).
+
+For each real image, astrosharp measures the PSF field; the stars it used (the
+brightest, up to ``--max-stars``) are then fitted again, independently, with
+photutils' ``PSFPhotometry`` and a ``MoffatPSF`` whose alpha and beta are free
+(photutils' own local background, centroids and fitter).
+
+Two numbers are reported per image:
+
+* ``raw``: median photutils FWHM vs median astrosharp FWHM of the same stars.
+  photutils' Moffat is circular and *point-sampled* (evaluated at pixel
+  centres), astrosharp's is elliptical and *pixel-integrated*, so on
+  well-sampled stars photutils reads a few percent wider (about +4 % at
+  FWHM 3 px, more when undersampled): a difference of convention, not of
+  measurement.
+* ``closed-loop``: photutils fitted, with the same settings, to noise-free
+  renderings of astrosharp's fitted stars (same positions, fluxes, shapes)
+  gives the FWHM photutils *should* read if astrosharp is right; the median of
+  the per-star ratios photutils(real) / photutils(astrosharp model) - 1 is the
+  convention-free disagreement. The issue's bar is 5 %.
+
+photutils is a measurement-only dependency (``pip install photutils``); it is
+not needed by astrosharp itself.
+
+Usage::
+
+    python scripts/compare_psf_photutils.py [--data ../shared/data] [--max-stars 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from astrosharp.psf.fit import render_moffat
+from astrosharp.psf.measure import measure_psf
+
+
+def _load(data: Path):
+    """(name, (H, W) float array, note) of each real image."""
+    from astropy.io import fits
+
+    real = data / "real"
+    out = []
+    p = real / "M13_blue_0001.fits"
+    if p.exists():
+        out.append(("M13_blue_0001 (amateur, blue)", fits.getdata(p).astype(np.float64), "astropy"))
+    for band in ("g", "r", "i"):
+        p = real / f"reprojected_sdss_{band}.fits.bz2"
+        if p.exists():
+            out.append((f"SDSS {band} (reprojected)", fits.getdata(p).astype(np.float64), "astropy"))
+    p = data / "xisf" / "xisf-image-gray-256x256-16bits-zlib_sh.xisf"
+    if p.exists():
+        from xisf import XISF
+
+        im = XISF(str(p)).read_image(0)
+        im = np.asarray(im, dtype=np.float64)
+        im = im[..., 0] if im.ndim == 3 else im
+        out.append(("M57 XISF (PixInsight)", im, "xisf package"))
+    for p in sorted(real.glob("Light_NGC 7023_*.fit")):
+        from astrosharp.io import read_image
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = read_image(p)
+        g = img.data[1] if img.data.shape[0] == 3 else img.data[0]
+        out.append((f"Seestar {p.name.split('_')[2]} (debayered, G)", g.astype(np.float64), "astrosharp.io (bilinear debayer)"))
+    return out
+
+
+def _photutils_fwhm(image, x, y, flux, fwhm_guess, mask=None):
+    from astropy.table import Table
+    from photutils.background import LocalBackground, MMMBackground
+    from photutils.psf import MoffatPSF, PSFPhotometry
+
+    r = int(np.ceil(2.0 * fwhm_guess))
+    shape = (2 * r + 1, 2 * r + 1)
+    model = MoffatPSF()
+    model.alpha.fixed = False
+    model.beta.fixed = False
+    model.beta.value = 2.5
+    model.alpha.value = fwhm_guess / (2 * np.sqrt(2 ** (1 / 2.5) - 1))
+    model.beta.bounds = (1.05, 30.0)
+    bkg = LocalBackground(inner_radius=3.0 * fwhm_guess, outer_radius=5.0 * fwhm_guess, bkg_estimator=MMMBackground())
+    phot = PSFPhotometry(model, shape, aperture_radius=1.5 * fwhm_guess, local_bkg_estimator=bkg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = phot(image, mask=mask, init_params=Table({"x": x, "y": y, "flux": flux}))
+    a = np.asarray(t["alpha_fit"], float)
+    b = np.asarray(t["beta_fit"], float)
+    fw = 2 * a * np.sqrt(2 ** (1 / b) - 1)
+    ok = (np.asarray(t["flags"]) == 0) & np.isfinite(fw) & (b < 29.0)
+    return fw, ok
+
+
+def compare(name, image, max_stars=150, min_snr=30.0):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = measure_psf(image)
+    s = m.stars
+    sel = np.nonzero(s.used & (s.snr >= min_snr) & (s.channel == 0))[0]
+    sel = sel[np.argsort(-s.snr[sel])][:max_stars]
+    if sel.size < 3:
+        return dict(name=name, n=int(sel.size))
+    st = s.select(sel)
+    fg = float(np.median(st.fwhm))
+    mask = ~np.isfinite(image)
+    img = np.where(mask, 0.0, image)
+    fw_real, ok1 = _photutils_fwhm(img, st.x, st.y, st.flux, fg, mask)
+    # noise-free rendering of astrosharp's fitted stars (no background)
+    h, w = image.shape
+    canvas = np.zeros((h, w))
+    r = int(np.ceil(6 * fg))
+    for i in range(len(st)):
+        ix, iy = int(round(st.x[i])), int(round(st.y[i]))
+        y0, y1, x0, x1 = max(0, iy - r), min(h, iy + r + 1), max(0, ix - r), min(w, ix + r + 1)
+        canvas[y0:y1, x0:x1] += render_moffat((y1 - y0, x1 - x0), st.x[i] - x0, st.y[i] - y0, st.flux[i], st.fwhm[i], st.beta[i], st.ellipticity[i], st.angle[i])
+    fw_model, ok2 = _photutils_fwhm(canvas, st.x, st.y, st.flux, fg)
+    ok = ok1 & ok2
+    ours = float(np.median(st.fwhm[ok]))
+    phot = float(np.median(fw_real[ok]))
+    ratio = float(np.median(fw_real[ok] / fw_model[ok]))
+    return dict(
+        name=name,
+        n=int(ok.sum()),
+        ours=ours,
+        beta=float(np.median(st.beta[ok])),
+        ell=float(np.median(st.ellipticity[ok])),
+        photutils=phot,
+        raw=100 * (ours / phot - 1),
+        photutils_on_model=float(np.median(fw_model[ok])),
+        closed_loop=100 * (1 / ratio - 1),
+        field=float(np.median(m.field.param("fwhm")[0])),
+    )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = Path(os.environ.get("ASTROSHARP_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
+    ap.add_argument("--data", type=Path, default=default)
+    ap.add_argument("--max-stars", type=int, default=150)
+    args = ap.parse_args(argv)
+    print(f"{'image':<34}{'stars':>6}{'ours':>7}{'beta':>6}{'ell':>6}{'photut.':>8}{'raw %':>7}{'phot(our model)':>16}{'closed-loop %':>14}{'field':>7}")
+    for name, image, how in _load(args.data):
+        r = compare(name, image, args.max_stars)
+        if r["n"] < 3:
+            print(f"{name:<34}{r['n']:>6}  too few stars")
+            continue
+        print(f"{name:<34}{r['n']:>6}{r['ours']:7.2f}{r['beta']:6.2f}{r['ell']:6.2f}{r['photutils']:8.2f}{r['raw']:+7.1f}"
+              f"{r['photutils_on_model']:16.2f}{r['closed_loop']:+14.1f}{r['field']:7.2f}")
+    print("\nours / photutils: median FWHM (px) of the same stars; raw % = ours vs photutils (conventions differ: "
+          "pixel-integrated elliptical vs point-sampled circular);\nclosed-loop % = disagreement once photutils' convention "
+          "is applied to astrosharp's fitted stars (the measurement check); field = median FWHM of the PSF field.")
+
+
+if __name__ == "__main__":
+    main()
