@@ -80,6 +80,9 @@ PSF_FEATURES = ("fwhm", "beta", "e1", "e2", "asym_x", "asym_y")
 """Order of the source PSF parameters (as in :data:`astrosharp.psf.field.PARAM_NAMES`)."""
 FWHM_REF = 3.0
 BETA_REF = 3.0
+BETA_MAX = 20.0
+"""Largest beta the network is told (the star fit's upper bound; a PSF with no
+Moffat wings, e.g. defocused, fits to beta -> infinity)."""
 ELLIPTICITY_GAIN = 2.0
 N_PER_CHANNEL_TARGETS = 3
 N_INPUTS = 4 * NET_CHANNELS + len(PSF_FEATURES) * NET_CHANNELS + N_PER_CHANNEL_TARGETS * NET_CHANNELS + 2
@@ -214,7 +217,7 @@ def psf_features(src_maps: np.ndarray) -> np.ndarray:
     b, c, p, h, w = m.shape
     out = np.empty_like(m)
     out[:, :, 0] = np.log2(np.maximum(m[:, :, 0], 0.3) / FWHM_REF)
-    out[:, :, 1] = np.log2(np.maximum(m[:, :, 1], 1.01) / BETA_REF)
+    out[:, :, 1] = np.log2(np.clip(m[:, :, 1], 1.01, BETA_MAX) / BETA_REF)
     out[:, :, 2:4] = ELLIPTICITY_GAIN * m[:, :, 2:4]
     out[:, :, 4:6] = m[:, :, 4:6]
     return out.reshape(b, c * p, h, w)
@@ -247,7 +250,7 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
     m = np.asarray(src_maps, dtype=np.float64)
     b, c, _, h, w = m.shape
     fwhm = np.maximum(m[:, :, 0], 0.3)
-    beta = np.maximum(m[:, :, 1], 1.01)
+    beta = np.clip(m[:, :, 1], 1.01, BETA_MAX)
 
     def col(v: np.ndarray) -> np.ndarray:
         return np.asarray(v, dtype=np.float64).reshape(-1, 1, 1, 1)

@@ -157,6 +157,10 @@ def asymmetry(stamp: np.ndarray, x0: float | None = None, y0: float | None = Non
     return float((m30 + m12) / s), float((m21 + m03) / s)
 
 
+BETA_FIT = (1.1, 20.0)
+"""Bounds of the fitted beta, as in the star measurement."""
+
+
 def fit_kernel(kernel: np.ndarray, guess: Optics) -> dict[str, float]:
     """Fit a pixel-integrated elliptical Moffat to a noise-free centred kernel.
 
@@ -171,10 +175,15 @@ def fit_kernel(kernel: np.ndarray, guess: Optics) -> dict[str, float]:
     c = n // 2
     e0 = min(guess.ellipticity, 0.6)
     t0 = np.deg2rad(guess.angle)
-    p0 = np.array([np.log(guess.fwhm), np.log(guess.beta - 1.0), e0 * np.cos(2 * t0), e0 * np.sin(2 * t0), np.log(kernel.sum()), 0.0, 0.0])
+    # beta = lo + (hi - lo) * sigmoid(p1) stays within the measurement's bounds
+    # (astrosharp.psf.fit.BETA_BOUNDS): a defocused or trailed PSF otherwise
+    # drifts to beta -> infinity (a Gaussian)
+    blo, bhi = BETA_FIT
+    g = np.clip((guess.beta - blo) / (bhi - blo), 0.02, 0.98)
+    p0 = np.array([np.log(guess.fwhm), np.log(g / (1 - g)), e0 * np.cos(2 * t0), e0 * np.sin(2 * t0), np.log(kernel.sum()), 0.0, 0.0])
 
     def model(p):
-        fwhm, beta = np.exp(p[0]), 1.0 + np.exp(p[1])
+        fwhm, beta = np.exp(p[0]), blo + (bhi - blo) / (1.0 + np.exp(-p[1]))
         e = min(np.hypot(p[2], p[3]), 0.95)
         ang = np.rad2deg(0.5 * np.arctan2(p[3], p[2]))
         return moffat_image((n, n), c + p[5], c + p[6], np.exp(p[4]), fwhm, beta, e, ang, oversample=3)
@@ -188,7 +197,7 @@ def fit_kernel(kernel: np.ndarray, guess: Optics) -> dict[str, float]:
     ax, ay = asymmetry(kernel)
     return {
         "fwhm": float(np.exp(p[0])),
-        "beta": float(1.0 + np.exp(p[1])),
+        "beta": float(blo + (bhi - blo) / (1.0 + np.exp(-p[1]))),
         "ellipticity": e,
         "angle": float(np.rad2deg(0.5 * np.arctan2(p[3], p[2])) % 180.0),
         "asym_x": ax,
