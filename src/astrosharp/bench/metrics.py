@@ -46,6 +46,8 @@ Invention
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 
@@ -461,7 +463,11 @@ def ringing(
     if len(np.atleast_1d(x)) == 0:
         return {"depth": float("nan"), "worst": float("nan"), "n": 0}
     prof = radial_profiles(image, x, y, fwhm, background) / float(sigma)
-    stack = np.nanmean(prof, axis=0)
+    if not np.isfinite(prof).any():
+        return {"depth": float("nan"), "worst": float("nan"), "n": int(prof.shape[0])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rings empty for every star
+        stack = np.nanmean(prof, axis=0)
     depth = float(max(0.0, -np.nanmin(stack)))
     worst = float(max(0.0, -np.nanmin(prof)))
     return {"depth": depth, "worst": worst, "n": int(prof.shape[0])}

@@ -53,7 +53,7 @@ ORACLE_ITERATIONS = {
     False: (3, 5, 8, 12, 18, 25, 35, 50, 70, 100, 140, 200),
 }
 ORACLE_BALANCES = {True: (0.5, 1.0, 2.0), False: (0.25, 0.5, 1.0, 2.0, 4.0)}
-REAL_CROP = {True: 256, False: 1024}
+REAL_CROP = {True: 256, False: 512}
 """Real images are cut to their central REAL_CROP x REAL_CROP pixels (time)."""
 
 Progress = Callable[[str], None]
@@ -236,7 +236,7 @@ def _oracle_rl(bc: BenchCase, iterations: tuple[int, ...]) -> tuple[dict[int, np
 
             richardson_lucy(tile[ch], src, sigma=float(obs.sigma[ch]), background=float(level[ch]),
                             iterations=max(iterations), damping=0.0, chi2_target=None, tol=None,
-                            target_psf=tgt, callback=keep)
+                            target_psf=tgt, callback=keep, checkpoints=checkpoints)
         store[box] = res
         return res[iterations[0]]
 
