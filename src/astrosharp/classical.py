@@ -508,6 +508,7 @@ def wiener(
     sigma: float,
     background: float | np.ndarray = 0.0,
     balance: float = 1.0,
+    min_transfer: float = 0.01,
 ) -> np.ndarray:
     """Wiener/Tikhonov translation of one channel from ``psf`` to ``target_psf``.
 
@@ -535,6 +536,11 @@ def wiener(
         Smooth sky level, subtracted before and added back after.
     balance : float
         Multiplier of the noise-to-signal ratio, > 0.
+    min_transfer : float
+        Frequencies where ``|H|`` is below this are not restored (``G = 0``):
+        the source PSF is a model, off by about a percent, and dividing by
+        less than that amplifies its error, not the sky (bright stars made
+        Wiener blow up without this limit).
 
     Returns
     -------
@@ -592,6 +598,10 @@ def wiener(
     px = px[ring]
     # G = T conj(H) / (|H|^2 + balance N / P_x), finite where P_x = 0
     G = T * np.conj(H) * px / (h2 * px + balance * noise)
+    if min_transfer > 0:
+        # where the PSF passes less than this, a model PSF a few percent off
+        # would be amplified without bound: those frequencies are not restored
+        G = np.where(np.abs(H) >= min_transfer, G, 0.0)
     G[0, 0] = T[0, 0] / H[0, 0]  # flux: the mean is kept exactly
     out = sfft.irfft2(D * G, s=p.shape, workers=-1)
     return p.crop(out) + bg

@@ -31,7 +31,8 @@ Ringing
     in rings of 0.25 source FWHM out to 5 FWHM, averaged over the stars (each
     star weighted equally) and divided by the background noise sigma; the depth
     is ``max(0, -min(profile))``. With no known background, it is the median of
-    the annulus 6 to 9 FWHM. The worst single star is reported too.
+    the annulus 6 to 9 FWHM (3-sigma clipped mean). The worst single star is
+    reported too.
 Invention
     Sources are local maxima of the difference-of-Gaussians filtered image
     (Gaussian of the target FWHM minus one four times wider) above
@@ -68,6 +69,7 @@ __all__ = [
     "detect_sources",
     "spurious_sources",
     "hf_excess",
+    "clipped_mean",
     "summarize",
 ]
 
@@ -412,7 +414,8 @@ def radial_profiles(
     """Azimuthally averaged profiles of ``image - background`` around stars.
 
     Rings of ``step`` source FWHM out to ``reach`` FWHM. With ``background``
-    None, each star's background is the median of its annulus 6 to 9 FWHM.
+    None, each star's background is the 3-sigma clipped mean of its annulus
+    6 to 9 FWHM.
 
     Returns
     -------
@@ -433,7 +436,7 @@ def radial_profiles(
         bg = 0.0
         if background is None:
             ann = cut[(r >= 6.0) & (r <= 9.0)]
-            bg = float(np.median(ann)) if ann.size else 0.0
+            bg = clipped_mean(ann) if ann.size else 0.0
         idx = (r / step).astype(int)
         sel = idx < nb
         s = np.bincount(idx[sel], (cut[sel] - bg), minlength=nb)
@@ -476,6 +479,26 @@ def ringing(
 # ---------------------------------------------------------------------------
 # Invention
 # ---------------------------------------------------------------------------
+
+
+def clipped_mean(values: np.ndarray, clip: float = 3.0, iterations: int = 5) -> float:
+    """Mean after iterative ``clip``-sigma clipping (sigma from the MAD): the
+    local background of an annulus that may hold stars. Unlike the median it
+    is unbiased where a method makes the noise skewed (positivity)."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan")
+    for _ in range(iterations):
+        med = np.median(v)
+        s = 1.4826 * np.median(np.abs(v - med))
+        if s <= 0:
+            break
+        keep = np.abs(v - med) <= clip * s
+        if keep.all():
+            break
+        v = v[keep]
+    return float(np.mean(v))
 
 
 def _dog(image: np.ndarray, fwhm: float) -> tuple[np.ndarray, float]:

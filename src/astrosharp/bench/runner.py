@@ -354,7 +354,7 @@ def _real_measures(lum: np.ndarray, x: np.ndarray, y: np.ndarray, fwhm: float, s
     ok = f["ok"]
     rad = np.full(x.shape, 5.0 * fwhm)
     ap = M.aperture_sums(lum, x, y, rad)
-    # local background: median of the annulus 6 to 9 FWHM
+    # local background: clipped mean of the annulus 6 to 9 FWHM
     prof_bg = []
     h, w = lum.shape
     for xi, yi in zip(x, y):
@@ -363,7 +363,7 @@ def _real_measures(lum: np.ndarray, x: np.ndarray, y: np.ndarray, fwhm: float, s
         xa, xb = max(0, int(xi - r1)), min(w, int(xi + r1) + 1)
         rr = np.hypot(np.arange(ya, yb)[:, None] - yi, np.arange(xa, xb)[None, :] - xi)
         v = lum[ya:yb, xa:xb][(rr >= r0) & (rr <= r1)]
-        prof_bg.append(np.median(v) if v.size else 0.0)
+        prof_bg.append(M.clipped_mean(v) if v.size else 0.0)
     flux = ap - np.asarray(prof_bg) * np.pi * rad**2
     ring = M.ringing(lum, x, y, np.full(x.shape, fwhm), sigma)
     return {"fwhm": f["fwhm"], "ellipticity": f["ellipticity"], "flux": flux, "ok": ok, "ring": ring}
