@@ -34,7 +34,7 @@ from scipy import fft as sfft
 
 from .errors import ImageDataError, ParameterError
 from .params import DEFAULT_BETA, SharpenParams, correct_target, nonstellar_target, stellar_target
-from .psf.moffat import moffat_kernel
+from .psf.moffat import kernel_size_for, moffat_kernel
 
 __all__ = [
     "RLInfo",
@@ -650,8 +650,6 @@ def tile_kernels(
         ns_f, ns_b = float(nonstellar_target(d, params.sharpen_nonstellar)), beta
     if params.psf_diameter is not None and not params.correct_only:
         f, e, ang = float(params.psf_diameter), 0.0, 0.0
-    from .psf.moffat import kernel_size_for
-
     size = kernel_size_for(max(f, 0.5), beta, e)
     size = max(size, kernel_size_for(max(float(tf), 0.5), float(tb)))
     size = int(min(size, 127)) | 1
@@ -746,7 +744,7 @@ def classical_translate(
     bgs = np.asarray(background, dtype=np.float64)
     if bgs.ndim == 1:
         bgs = bgs[:, None, None]
-    bgs = np.broadcast_to(bgs, t.shape) if bgs.ndim else np.broadcast_to(bgs, t.shape)
+    bgs = np.broadcast_to(bgs, t.shape)
     opts = dict(options or {})
     if method == "rl" and params.psf_diameter is not None:
         # a manual PSF diameter is non-stellar work: one discrepancy stop for all

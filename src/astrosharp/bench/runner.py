@@ -215,7 +215,7 @@ def _oracle_kernels(bc: BenchCase, ch: int, yc: float, xc: float) -> tuple[np.nd
     return src, moffat_kernel(t_f, t_b, size=size)
 
 
-def _oracle_rl(bc: BenchCase, iterations: tuple[int, ...]) -> tuple[dict[int, np.ndarray], dict]:
+def _oracle_rl(bc: BenchCase, iterations: tuple[int, ...]) -> dict[int, np.ndarray]:
     from ..classical import richardson_lucy, translate_tiled
 
     obs = bc.case.obs
@@ -241,8 +241,7 @@ def _oracle_rl(bc: BenchCase, iterations: tuple[int, ...]) -> tuple[dict[int, np
         return res[iterations[0]]
 
     translate_tiled(image, run, ORACLE_TILE, 0.2)
-    outs = {k: translate_tiled(image, lambda t, b, k=k: store[b][k], ORACLE_TILE, 0.2) for k in iterations}
-    return outs, {}
+    return {k: translate_tiled(image, lambda t, b, k=k: store[b][k], ORACLE_TILE, 0.2) for k in iterations}
 
 
 def _oracle_wiener(bc: BenchCase, balances: tuple[float, ...]) -> dict[float, np.ndarray]:
@@ -295,7 +294,7 @@ def _case_rows(bc: BenchCase, methods: tuple[str, ...], quick: bool, model: Any,
     case = bc.case
     obs, truth = case.obs, case.truth
     c, h, w = obs.image.shape
-    mp = c * h * w / 1e6 / c  # megapixels of the frame (per channel plane)
+    mp = h * w / 1e6  # megapixels of the frame (one plane)
     rows = []
 
     def add(method: str, output: np.ndarray, meter: _Meter | None, extra: dict | None = None) -> None:
@@ -319,7 +318,7 @@ def _case_rows(bc: BenchCase, methods: tuple[str, ...], quick: bool, model: Any,
         elif method == "rl_oracle":
             its = ORACLE_ITERATIONS[quick]
             with _Meter() as m:
-                outs, _ = _oracle_rl(bc, its)
+                outs = _oracle_rl(bc, its)
             ps = {k: _score(bc, o) for k, o in outs.items()}
             best = max(ps, key=lambda k: ps[k])
             extra = {"best_iterations": best, "sweep": {str(k): v for k, v in ps.items()}}
