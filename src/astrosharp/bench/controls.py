@@ -902,7 +902,7 @@ def run_controls(
     if method == "nn" and model is not None:
         man = getattr(model, "manifest", None)
         if isinstance(man, dict):
-            config["model"] = {k: man.get(k) for k in ("name", "version", "sha256", "created") if k in man}
+            config["model"] = {k: man.get(k) for k in ("name", "version", "sha256", "params", "training") if k in man}
     return ControlsResult(rows=rows, config=config, notes=notes)
 
 
@@ -916,6 +916,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"seeds {QUICK['seeds']} at {QUICK['size']} px")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds to use (default: 0 1 2, quick: 0 1)")
     ap.add_argument("--size", type=int, help="image size in px")
+    ap.add_argument("--model", metavar="PATH", help="network manifest (.json) or .onnx to judge (default: the shipped one)")
     ap.add_argument("--json", metavar="OUT", help="write the results as JSON here")
     ap.add_argument("--quiet", action="store_true", help="no progress messages")
     args = ap.parse_args(argv)
@@ -923,7 +924,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
-        res = run_controls(args.method, args.quick, args.seeds, args.size, progress=say)
+        model = None
+        if args.model is not None and args.method == "nn":
+            from ..nn import Model
+
+            model = Model.load(args.model)
+        res = run_controls(args.method, args.quick, args.seeds, args.size, model=model, progress=say)
     except AstrosharpError as exc:
         print(f"astrosharp: {exc}", file=sys.stderr)
         return 1
