@@ -25,6 +25,9 @@ from astrosharp.nn.inputs import FAINT_SCALE, N_INPUTS, N_OUTPUTS, NET_CHANNELS,
 
 __all__ = ["UNetConfig", "UNet", "count_params"]
 
+RESIDUAL_LIMIT = 4.0
+U_LIMIT = 30.0
+
 
 @dataclass
 class UNetConfig:
@@ -74,11 +77,21 @@ class UNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2))
             self.dec.append(nn.Sequential(*[ResBlock(w[i]) for _ in range(cfg.dec_blocks[i])]))
         self.tail = nn.Conv2d(w[0], cfg.out_channels, 3, padding=1)
+        # He initialisation for the ReLU layers, residual branches starting at
+        # zero (each block starts as the identity): without normalisation
+        # layers this keeps the signal at every level of the U at unit scale
+        for mod in self.modules():
+            if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                nn.init.zeros_(mod.bias)
+        for mod in self.modules():
+            if isinstance(mod, ResBlock):
+                nn.init.zeros_(mod.c2.weight)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
         if cfg.split_head:
             with torch.no_grad():
-                self.tail.bias[NET_CHANNELS:] = -4.0 / cfg.gate_gain  # stars' share starts near 2 %
+                self.tail.bias[NET_CHANNELS:] = -3.0 / cfg.gate_gain  # stars' share starts near 5 %
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u_faint = x[:, :NET_CHANNELS]
@@ -95,12 +108,24 @@ class UNet(nn.Module):
         y = self.tail(h).float()
         if not self.cfg.split_head:
             return torch.cat([y[:, :NET_CHANNELS], y[:, NET_CHANNELS:] + u_faint.float()], dim=1)
-        r = self.cfg.residual_gain * y[:, :NET_CHANNELS]
+        # bounded residual (at most a factor e**RESIDUAL_LIMIT in linear units)
+        # and a bounded domain, so sinh never overflows float32
+        r = RESIDUAL_LIMIT * torch.tanh(self.cfg.residual_gain * y[:, :NET_CHANNELS] / RESIDUAL_LIMIT)
         g = self.cfg.gate_gain * y[:, NET_CHANNELS:]
-        total = FAINT_SCALE * torch.sinh(u_faint.float() + r)
+        total = FAINT_SCALE * _sinh(torch.clamp(u_faint.float() + r, -U_LIMIT, U_LIMIT))
         stars = torch.sigmoid(g) * total
         nonstellar = total - stars
-        return torch.cat([torch.asinh(stars / FAINT_SCALE), torch.asinh(nonstellar / FAINT_SCALE)], dim=1)
+        return torch.cat([_asinh(stars / FAINT_SCALE), _asinh(nonstellar / FAINT_SCALE)], dim=1)
+
+
+def _sinh(z: torch.Tensor) -> torch.Tensor:
+    # spelled out: the ONNX exporter has no aten::sinh / aten::asinh
+    return 0.5 * (torch.exp(z) - torch.exp(-z))
+
+
+def _asinh(x: torch.Tensor) -> torch.Tensor:
+    a = torch.abs(x)
+    return torch.sign(x) * torch.log(a + torch.sqrt(a * a + 1.0))
 
 
 def count_params(model: nn.Module) -> int:

@@ -239,6 +239,7 @@ def train(
     t_ckpt = time.time()
     t_log = time.time()
     n_log, parts_acc = 0, {}
+    skipped = 0
     stop_step = cfg.total_steps if max_steps is None else min(cfg.total_steps, step + max_steps)
     last_eval: dict[str, Any] = {}
 
@@ -260,8 +261,19 @@ def train(
             o = model(xt)
         loss, parts = total_loss(o, yt, cfg.flux_weight)
         opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            skipped += 1
+            _log(out_dir, {"event": "skip", "step": step, "skipped": skipped})
+            if skipped > 50:
+                raise RuntimeError("more than 50 non-finite losses: stopping (lower the learning rate)")
+            continue
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not torch.isfinite(gn):
+            skipped += 1
+            opt.zero_grad(set_to_none=True)
+            _log(out_dir, {"event": "skip", "step": step, "skipped": skipped, "reason": "gradient"})
+            continue
         opt.step()
         step += 1
         ema.update(model, step)
