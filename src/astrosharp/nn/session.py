@@ -11,11 +11,16 @@ it (version, sha256, input/output layout, normalisation constants, tile
 multiple, training data and validation scores); nothing is guessed from the
 file name.
 
-ONNX Runtime and the user's home: the Python package writes nothing under
-HOME by itself; its only telemetry is Windows ETW events, which
-:meth:`Model.load` switches off (``onnxruntime.disable_telemetry_events``).
-Sessions are created with profiling off and no optimised-model file, so no
-file is written anywhere.
+ONNX Runtime and the user's home: ONNX Runtime 1.32 on Linux, *when it is
+imported*, writes a telemetry device id and an event store under
+``$XDG_CACHE_HOME`` or ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/``
+(``deviceid``, ``onnxruntime.db``), unless ``ORT_DISABLE_TELEMETRY=1`` is set
+in the environment before the import. :meth:`Model.load` sets it (unless the
+user set it) before importing ``onnxruntime``, and also switches off the
+Windows ETW events (``onnxruntime.disable_telemetry_events``). Sessions are
+created with profiling off and no optimised-model file, so nothing is
+written anywhere. (Code that imports onnxruntime before astrosharp does must
+set the variable itself.)
 """
 
 from __future__ import annotations
@@ -160,6 +165,7 @@ class Model:
                 f"{str(manifest.get('sha256'))[:12]}...): the file is damaged or was replaced; reinstall astrosharp"
             )
         _check_layout(manifest, mpath)
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before the first import (see module notes)
         import onnxruntime as ort
 
         try:
