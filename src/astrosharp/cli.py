@@ -333,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except (AstrosharpError, OSError, ValueError) as exc:
             if args.debug:
                 raise
