@@ -25,7 +25,7 @@ TINY = {"widths": [8, 16], "blocks": [1, 1], "dec_blocks": [1]}
 def pools():
     from astrosharp import synth
 
-    pool = pool_from_examples([synth.training_example(np.random.default_rng([11, i]), size=32) for i in range(3)])
+    pool = pool_from_examples([synth.training_example(np.random.default_rng([11, i]), size=32) for i in range(2)])
     return pool, pool
 
 
