@@ -4,8 +4,9 @@ For each case the measured field is compared at every tile node with the truth
 at that node, taken two ways:
 
 * ``kernel``: the Moffat fit of the simulator's true kernel at the node pixel
-  (``psf.kernel(y, x)`` fitted by :func:`astrosharp.psf.fit.fit_kernel`): what an
-  ideal measurement finds there;
+  (``psf.kernel(y, x, centred=False)``, i.e. as rendered in the image, including
+  the broadening from blending laterally shifted node PSFs, fitted by
+  :func:`astrosharp.psf.fit.fit_kernel`): what an ideal measurement finds there;
 * ``moffat_at``: the simulator's own interpolation of its node fits
   (``psf.moffat_at``).
 
@@ -56,7 +57,7 @@ def evaluate(psf, image):
     for c in range(f.channels):
         for iy, y in enumerate(f.ys):
             for ix, x in enumerate(f.xs):
-                k = fit_kernel(psf.kernel(y, x, c, size=61, centred=True))
+                k = fit_kernel(psf.kernel(y, x, c, size=61, centred=False))
                 ma = psf.moffat_at(y, x, c)
                 me = f.at(y, x, c)
                 for truth, name in ((k, "kernel"), (ma, "moffat_at")):
