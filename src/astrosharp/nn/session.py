@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import ModelError, ParameterError
 from ..params import SharpenParams
 from . import inputs as _inputs
-from .inputs import N_INPUTS, N_OUTPUTS, NET_CHANNELS, TILE_MULTIPLE, Controls, build_inputs, decode_outputs
+from .inputs import N_INPUTS, TILE_MULTIPLE, Controls, build_inputs, decode_outputs
 
 __all__ = ["DEFAULT_MODEL", "PREFERRED_PROVIDERS", "Model", "default_model_path", "choose_providers", "file_sha256"]
 
@@ -288,7 +288,7 @@ class Model:
                 poisson_k=pick(pk, sl),
             )
             y = self.run(x)[:, :, :h, :w]
-            st, ns = decode_outputs(y, bgi if not per_tile_bg else bgi, pick(sg, sl), channels=c)
+            st, ns = decode_outputs(y, bgi, pick(sg, sl), channels=c)
             stars[sl] = st
             nonstellar[sl] = ns
         return stars, nonstellar
