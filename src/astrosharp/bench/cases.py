@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 QUICK_CASES: tuple[tuple[str, int, int], ...] = (
-    ("stars_mono", 0, 384),
+    ("stars_mono", 0, 320),
     ("stars_rgb_aberrated", 0, 256),
     ("galaxies_mono", 0, 256),
     ("nebula_starless_rgb", 0, 192),
