@@ -257,11 +257,16 @@ def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, s
     """fn(tiles, boxes) -> (stars, nonstellar) for one pass."""
 
     def fn(tiles: np.ndarray, boxes: list) -> tuple[np.ndarray, np.ndarray]:
-        maps = np.stack([psf.maps(b.py0, b.px0, b.ph, b.pw) for b in boxes])
+        b0 = boxes[0]
+        maps = np.empty((len(boxes), psf.channels, len(PARAM_NAMES), b0.ph, b0.pw), np.float32)
+        for i, b in enumerate(boxes):
+            maps[i] = psf.maps(b.py0, b.px0, b.ph, b.pw)
         if method == "nn":
             # the network normalises by the smooth local background map
             if level_map is not None:  # cut from the whole-image map (cheaper than a map per tile)
-                bgm = np.stack([extract_tile(level_map, b) for b in boxes])
+                bgm = np.empty_like(tiles)
+                for i, b in enumerate(boxes):
+                    bgm[i] = extract_tile(level_map, b)
             else:
                 bgm = np.stack([bg.map(box=(b.py0, b.px0, b.py0 + b.ph, b.px0 + b.pw)) for b in boxes])
             stars, nonst = model.translate(tiles, bgm, sigma, saturation, maps, params)
