@@ -275,3 +275,13 @@ def test_mono_2d_array_and_small_image_padded_by_reflection():
     assert res.image.shape == (1, 60, 64)
     assert np.isfinite(res.image.data).all()
     assert res.image.data.sum() == pytest.approx(data.sum(), rel=0.01)
+
+
+def test_public_api_names_resolve():
+    import astrosharp
+
+    for name in astrosharp.__all__:
+        assert getattr(astrosharp, name) is not None, name
+    assert astrosharp.sharpen is sharpen and astrosharp.SharpenResult is SharpenResult
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        astrosharp.nonexistent  # noqa: B018
