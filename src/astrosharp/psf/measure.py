@@ -142,14 +142,19 @@ def _wmedian(v: np.ndarray, w: np.ndarray) -> float:
     return float(v[o][np.searchsorted(cw, 0.5 * cw[-1])])
 
 
-def _local_linear(v: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> float:
-    """Robust (Tukey biweight) weighted linear fit v ~ a + b dx + c dy; returns a,
-    the value at dx = dy = 0. Falls back to the weighted median when the fit is
-    ill-conditioned or lands outside the data's range."""
+def _local_linear(v: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray, quadratic: bool = False) -> float:
+    """Robust (Tukey biweight) weighted linear fit v ~ a + b dx + c dy (plus the
+    quadratic terms with ``quadratic`` and at least 30 effective stars); returns
+    a, the value at dx = dy = 0. Falls back to the weighted median when the fit
+    is ill-conditioned or lands outside the data's range."""
     med = _wmedian(v, w)
     if v.size < 8 or (w.sum() ** 2 / np.sum(w * w)) < 8:
         return med
-    X = np.column_stack([np.ones_like(dx), dx, dy])
+    neff = w.sum() ** 2 / np.sum(w * w)
+    if quadratic and neff >= 30:  # a quadratic surface follows curvature at the node
+        X = np.column_stack([np.ones_like(dx), dx, dy, dx * dx, dy * dy, dx * dy])
+    else:
+        X = np.column_stack([np.ones_like(dx), dx, dy])
     rw = np.ones_like(v)
     a = med
     for _ in range(4):
@@ -306,7 +311,7 @@ def _typical_fwhm(lum: np.ndarray, sigma: float, satmask: np.ndarray, crop: int 
         out = []
         for y, x in parts:
             c = detect_stars(lum[y : y + crop, x : x + crop], sigma, fwhm=fg, saturated=satmask[y : y + crop, x : x + crop], max_candidates=4000)
-            ok = ((c.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_CROWDED)) == 0) & (c.peak > 8.0)
+            ok = ((c.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT)) == 0) & (c.peak > 8.0)
             out.append(c.size[ok][:1000])
         v = np.concatenate(out) if out else np.zeros(0)
         return v[np.isfinite(v)]
@@ -458,7 +463,7 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
                     ddx, ddy = sx[near] - xs[ix_], sy[near] - ys[iy_]
                     wts = np.exp(-0.5 * (ddx * ddx + ddy * ddy) / (0.3 * tile) ** 2) * sw[near]
                     for p in range(P):
-                        values[c, p, iy_, ix_] = _local_linear(pv[near, p], ddx / tile, ddy / tile, wts)
+                        values[c, p, iy_, ix_] = _local_linear(pv[near, p], ddx / tile, ddy / tile, wts, quadratic=(p == 0))
                         scatter[c, p, iy_, ix_] = _robust(pv[ids, p])[1]
                     origin[c, iy_, ix_] = ORIGINS.index("own")
                     continue
