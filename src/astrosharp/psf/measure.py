@@ -157,12 +157,16 @@ def _local_linear(v: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray, 
         X = np.column_stack([np.ones_like(dx), dx, dy])
     rw = np.ones_like(v)
     a = med
-    for _ in range(4):
+    A0 = X.T @ (X * w[:, None])
+    if np.linalg.cond(A0) > 1e10:
+        return med
+    for _ in range(3):
         ww = w * rw
         A = X.T @ (X * ww[:, None])
-        if np.linalg.cond(A) > 1e10:
+        try:
+            coef = np.linalg.solve(A, X.T @ (ww * v))
+        except np.linalg.LinAlgError:
             return med
-        coef = np.linalg.solve(A, X.T @ (ww * v))
         a = float(coef[0])
         res = v - X @ coef
         sc = 1.4826 * _wmedian(np.abs(res), w)
@@ -172,7 +176,8 @@ def _local_linear(v: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray, 
         rw = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
         if rw.sum() < 6:
             return med
-    lo, hi = np.percentile(v, [5, 95])
+    vs = np.sort(v)
+    lo, hi = vs[int(0.05 * (vs.size - 1))], vs[int(np.ceil(0.95 * (vs.size - 1)))]
     return a if lo <= a <= hi else med
 
 
