@@ -316,7 +316,7 @@ def _typical_fwhm(lum: np.ndarray, sigma: float, satmask: np.ndarray, crop: int 
         out = []
         for y, x in parts:
             c = detect_stars(lum[y : y + crop, x : x + crop], sigma, fwhm=fg, saturated=satmask[y : y + crop, x : x + crop], max_candidates=4000)
-            ok = ((c.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT)) == 0) & (c.peak > 8.0)
+            ok = ((c.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_CROWDED)) == 0) & (c.peak > 8.0)
             out.append(c.size[ok][:1000])
         v = np.concatenate(out) if out else np.zeros(0)
         return v[np.isfinite(v)]
