@@ -97,7 +97,10 @@ def format_speed(lines: list[dict]) -> str:
         s = f"{ln['what']}: {ln['seconds']:.1f} s"
         if "peak_gb" in ln:
             s += f", peak {ln['peak_gb']:.2f} GB"
-        s += f"  (bar {ln['bar']}: {'pass' if ln['pass'] else 'FAIL'})"
+        verdict = {True: "pass", False: "FAIL", None: "not decided"}[ln["pass"]]
+        s += f"  (bar {ln['bar']}: {verdict})"
+        if ln.get("note"):
+            s += f" [{ln['note']}]"
         out.append(s)
     return "\n".join(out)
 
