@@ -365,7 +365,7 @@ def _valid(p, size):
     )
 
 
-def _lm(data, weight, p, groups, size, max_iter, tol):
+def _lm(data, weight, p, groups, size, max_iter, tol, dchi2):
     """Batched Levenberg-Marquardt. data, weight (n, P); p (n, 8) updated copy."""
     n = p.shape[0]
     p = p.copy()
@@ -398,7 +398,7 @@ def _lm(data, weight, p, groups, size, max_iter, tol):
         better = ok & (c2 <= chi2[idx])
         niter[idx] += 1
         acc = idx[better]
-        small = (chi2[acc] - c2[better]) <= tol * chi2[acc] + 1e-300
+        small = (chi2[acc] - c2[better]) <= np.maximum(tol * chi2[acc], dchi2[acc]) + 1e-300
         p[acc] = pt[better]
         chi2[acc] = c2[better]
         Jwt = Jt[better] * weight[acc][..., None]
@@ -451,7 +451,8 @@ def fit_stars(
     quad : int, optional
         Gauss-Legendre nodes per axis (default from ``fwhm_guess``).
     max_iter, tol : int, float
-        Iteration cap and relative chi-square decrease that ends a star's fit.
+        Iteration cap and relative chi-square decrease that ends a star's fit
+        (a decrease below 0.01 noise variances also ends it).
     chunk : int
         Stars fitted together (bounds memory).
 
@@ -481,6 +482,9 @@ def fit_stars(
     else:
         mask = np.asarray(mask, bool) & finite
     order, groups = _pixel_groups(s, fwhm_guess, quad or quadrature_order(fwhm_guess))
+    # a chi-square decrease below 0.01 (in units of the noise variance) is
+    # statistically meaningless: the fit has converged
+    dchi2 = 0.01 * noise**2
     data = np.where(mask, stamps, 0.0).reshape(n, -1)[:, order]
     weight = mask.reshape(n, -1)[:, order].astype(float)
     p0 = _initial(np.where(mask, stamps, 0.0), mask, x0, y0, fwhm_guess, beta_guess, px, py)
@@ -491,7 +495,7 @@ def fit_stars(
     conv = np.empty(n, bool)
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
-        out[a:b], chi2[a:b], niter[a:b], conv[a:b] = _lm(data[a:b], weight[a:b], p0[a:b], groups, s, max_iter, tol)
+        out[a:b], chi2[a:b], niter[a:b], conv[a:b] = _lm(data[a:b], weight[a:b], p0[a:b], groups, s, max_iter, tol, dchi2[a:b])
 
     fwhm, ell, ang, fa, fb = moffat_from_matrix(out[:, 4], out[:, 5], out[:, 6], out[:, 7])
     t = np.deg2rad(ang)

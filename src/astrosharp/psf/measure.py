@@ -281,7 +281,9 @@ def measure_psf(
     del lum
 
     # choose stars per tile (a star may serve several overlapping tiles)
-    good = np.nonzero(cand.good)[0]
+    # skip detections too faint to reach MIN_SNR in a channel (the matched-filter
+    # significance of the luminance is about sqrt(C) x a channel's flux S/N)
+    good = np.nonzero(cand.good & (cand.peak >= 0.8 * MIN_SNR * np.sqrt(c_n)))[0]
     chosen = np.zeros(len(cand), bool)
     boxes = grid.boxes()
     for (y0, x0, y1, x1) in boxes:
