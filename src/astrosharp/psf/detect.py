@@ -33,13 +33,14 @@ tests, so a PSF that changes across the field does not make corner stars look
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from ..errors import ParameterError
+from ._table import ArrayTable
 
 __all__ = [
     "Candidates",
@@ -79,7 +80,7 @@ _SIGMA_TO_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 @dataclass
-class Candidates:
+class Candidates(ArrayTable):
     """Detected sources. All attributes are (N,) arrays, brightest first.
 
     Attributes
@@ -102,16 +103,6 @@ class Candidates:
     size: np.ndarray
     elongation: np.ndarray
     flags: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def good(self) -> np.ndarray:
-        return self.flags == 0
-
-    def select(self, index) -> "Candidates":
-        return Candidates(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def flag_counts(self) -> dict[str, int]:
         """How many candidates carry each flag (a candidate can carry several)."""

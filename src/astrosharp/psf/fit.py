@@ -50,6 +50,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..errors import ParameterError
+from ._table import ArrayTable
 from .moffat import alpha_from_fwhm, axis_fwhms, fwhm_from_alpha, moffat_image
 
 __all__ = [
@@ -241,7 +242,7 @@ def render_moffat(
 # results
 # ---------------------------------------------------------------------------
 @dataclass
-class StarFits:
+class StarFits(ArrayTable):
     """Moffat fits of N stars (one entry per star and channel).
 
     All attributes are (N,) arrays. Positions are in the coordinates of the
@@ -281,18 +282,6 @@ class StarFits:
     chi2: np.ndarray
     niter: np.ndarray
     flags: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def good(self) -> np.ndarray:
-        """(N,) bool: fits without flags."""
-        return self.flags == 0
-
-    def select(self, index) -> "StarFits":
-        """A subset (boolean mask or index array)."""
-        return type(self)(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @classmethod
     def concatenate(cls, parts: list["StarFits"]) -> "StarFits":
