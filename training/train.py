@@ -42,6 +42,8 @@ class TrainConfig:
     pool_dir: str = "pool/train"
     pool_count: int = 4000
     pool_seed: int = 1
+    extra_pool_seeds: list[int] = field(default_factory=list)
+    extra_pool_count: int = 0
     val_dir: str = "pool/val"
     val_count: int = 192
     val_seed: int = 9001
@@ -186,13 +188,33 @@ def ensure_pools(cfg: TrainConfig, root: str = ".", generate: bool = True) -> tu
     generate_pool(vdir, cfg.val_count, cfg.val_seed, cfg.patch, cfg.workers)
     if generate:
         generate_pool(tdir, cfg.pool_count, cfg.pool_seed, cfg.patch, cfg.workers)
-    return load_pool(tdir, cfg.pool_seed), load_pool(vdir, cfg.val_seed)
+        for s in cfg.extra_pool_seeds:
+            generate_pool(tdir, cfg.extra_pool_count, s, cfg.patch, cfg.workers)
+    return _load_train_pool(cfg, root), load_pool(vdir, cfg.val_seed)
+
+
+def _load_train_pool(cfg: TrainConfig, root: str = ".") -> Pool:
+    """The training pool: chunks of ``pool_seed`` and of every extra seed that
+    has any (extra pools may be generated while training runs)."""
+    tdir = os.path.join(root, cfg.pool_dir)
+    pools = [load_pool(tdir, cfg.pool_seed)]
+    for s in cfg.extra_pool_seeds:
+        try:
+            pools.append(load_pool(tdir, s))
+        except FileNotFoundError:
+            continue
+    if len(pools) == 1:
+        return pools[0]
+    return Pool({k: np.concatenate([p.arrays[k] for p in pools]) for k in pools[0].arrays})
 
 
 def _chunk_count(cfg: TrainConfig) -> int:
     import glob
 
-    return len([f for f in glob.glob(os.path.join(cfg.pool_dir, f"chunk_{cfg.pool_seed}_*.npz")) if not f.endswith(".tmp.npz")])
+    n = 0
+    for s in [cfg.pool_seed, *cfg.extra_pool_seeds]:
+        n += len([f for f in glob.glob(os.path.join(cfg.pool_dir, f"chunk_{s}_*.npz")) if not f.endswith(".tmp.npz")])
+    return n
 
 
 def train(
@@ -213,8 +235,8 @@ def train(
     chunks = _chunk_count(cfg) if pools is None else 0
     # while a generator is still filling the pool, train on one thread (two
     # OpenMP threads on a shared 2-core machine stall each other), then on all
-    expected_chunks = math.ceil(cfg.pool_count / 50)
-    growing = pools is None and not generate and chunks < expected_chunks
+    expected_chunks = math.ceil(cfg.pool_count / 50) + len(cfg.extra_pool_seeds) * math.ceil(cfg.extra_pool_count / 50)
+    growing = pools is None and chunks < expected_chunks
     torch.set_num_threads(1 if growing else cfg.threads)
     model = UNet(UNetConfig(**cfg.model)).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -301,7 +323,7 @@ def train(
             if pools is None and _chunk_count(cfg) != chunks:
                 chunks = _chunk_count(cfg)
                 del train_pool
-                train_pool = load_pool(cfg.pool_dir, cfg.pool_seed)
+                train_pool = _load_train_pool(cfg)
                 if growing and chunks >= expected_chunks:
                     growing = False
                     torch.set_num_threads(cfg.threads)
@@ -325,17 +347,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
     ap.add_argument("--generate-only", action="store_true", help="only generate the pools")
+    ap.add_argument("--workers", type=int, default=None, help="pool generator processes (overrides the config)")
     ap.add_argument("--no-generate", action="store_true",
                     help="train on the training-pool chunks that exist (reloaded at each evaluation as they grow)")
     a = ap.parse_args(argv)
     cfg = load_config(a.config)
+    if a.workers is not None:
+        cfg.workers = a.workers
     if a.generate_only:
         torch.set_num_threads(cfg.threads)
         tr, va = ensure_pools(cfg)
         print(f"pool {len(tr)} items ({tr.nbytes / 1e9:.2f} GB), validation {len(va)}")
         return 0
+    # extra pools may still be filling (a separate --generate-only process):
+    # train on what exists, reloading as chunks appear
     train(cfg, a.out, resume=a.resume, device_name=a.device, max_steps=a.max_steps, max_minutes=a.max_minutes,
-          generate=not a.no_generate)
+          generate=not a.no_generate and not cfg.extra_pool_seeds)
     return 0
 
 

@@ -23,11 +23,11 @@ BENCH_CONTROLS = (1.0, 0.0, 0.5, 0.0)
 
 def sample_controls(rng: np.random.Generator) -> SharpenParams:
     """Controls for one example: the bench setting 30 % of the time,
-    correct-only 12 %, otherwise uniform over the ranges (halos 0 for 40 %)."""
+    correct-only 20 %, otherwise uniform over the ranges (halos 0 for 40 %)."""
     u = rng.random()
     if u < 0.30:
         return SharpenParams(sharpen_stars=1.0, adjust_halos=0.0, sharpen_nonstellar=0.5)
-    if u < 0.42:
+    if u < 0.50:
         return SharpenParams(correct_only=True)
     h = 0.0 if rng.random() < 0.4 else float(rng.uniform(-0.5, 0.5))
     return SharpenParams(
@@ -70,7 +70,7 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
     stars = rng.random() > 0.12
     scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars)
     aberr = rng.random() < 0.45
-    trail = float(rng.uniform(2, 10)) if rng.random() < 0.1 else 0.0
+    trail = float(rng.uniform(2, 10)) if rng.random() < 0.15 else 0.0
     ell = (0.0, 0.45) if rng.random() < 0.5 else (0.0, 0.1)
     psf = make_psf_model(
         (S, S),
