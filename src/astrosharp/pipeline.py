@@ -446,6 +446,17 @@ def sharpen(
     timings["translate"] = time.perf_counter() - t0
     assert stars is not None and nonst is not None  # at least one pass always runs
 
+    if method == "nn":
+        # a change of PSF moves a star's light, it does not make or lose any
+        from .flux import conserve_star_flux
+
+        t0 = time.perf_counter()
+        reference = fill_borders(filled, borders.mask) if borders.any else filled
+        stars, fc = conserve_star_flux(stars, nonst, reference, psf, params, sigma, saturation,
+                                       exclude=borders.mask if borders.any else None)
+        notes.append(fc.describe())
+        timings["flux"] = time.perf_counter() - t0
+
     if n_bad:
         stars[bad] = 0.0
         nonst[bad] = data[bad]

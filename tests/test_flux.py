@@ -1,0 +1,104 @@
+"""Star flux conservation (astrosharp.flux): physical checks on hand-made layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astrosharp.flux import conserve_star_flux, encircled_energy, star_peaks
+from astrosharp.params import SharpenParams
+from astrosharp.psf.field import PSFField
+from astrosharp.psf.moffat import moffat_kernel
+
+SIZE = 256
+SRC = (4.0, 2.5)  # source FWHM, beta
+SIGMA = 1.0
+
+
+def _paint(shape, ys, xs, fluxes, fwhm, beta, size=61):
+    img = np.zeros(shape)
+    k = moffat_kernel(fwhm, beta, size=size, normalize=False)
+    h = size // 2
+    for y, x, f in zip(ys, xs, fluxes):
+        img[y - h : y + h + 1, x - h : x + h + 1] += f * k
+    return img
+
+
+def _scene(rng, n=12):
+    g = np.arange(40, SIZE - 40 + 1, 58)
+    ys, xs = np.meshgrid(g, g, indexing="ij")
+    ys, xs = ys.ravel()[:n], xs.ravel()[:n]
+    fluxes = np.exp(rng.uniform(np.log(2e3), np.log(5e4), len(ys)))
+    return ys, xs, fluxes
+
+
+def _layers(rng, errors, denoise=0.0):
+    ys, xs, fl = _scene(rng)
+    shape = (SIZE, SIZE)
+    noise = rng.normal(0, SIGMA, shape)
+    bg = 10.0
+    params = SharpenParams(sharpen_stars=1.0, denoise=denoise)
+    t_fwhm, t_beta = 0.5 * SRC[0], SRC[1]
+    reference = _paint(shape, ys, xs, fl, *SRC) + bg + noise
+    truth = _paint(shape, ys, xs, fl, t_fwhm, t_beta)
+    stars = _paint(shape, ys, xs, fl * (1.0 + errors[: len(fl)]), t_fwhm, t_beta)
+    nonst = bg + (1.0 - denoise) * noise
+    psf = PSFField.uniform(shape, 1, SRC[0], SRC[1])
+    return ys, xs, fl, reference[None], stars[None], nonst[None], truth, psf, params
+
+
+def _aperture_flux(img, ys, xs, r=12.0):
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    return np.array([img[(yy - y) ** 2 + (xx - x) ** 2 <= r * r].sum() for y, x in zip(ys, xs)])
+
+
+def test_encircled_energy_matches_a_rendered_moffat():
+    k = moffat_kernel(5.0, 2.0, size=301, normalize=False)
+    yy, xx = np.mgrid[-150:151, -150:151]
+    for r in (5.0, 10.0, 20.0):
+        inside = k[np.hypot(yy, xx) <= r].sum()
+        assert encircled_energy(r, 5.0, 2.0) == pytest.approx(inside, rel=0.02)
+    assert encircled_energy(1e6, 5.0, 2.0) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_star_peaks_finds_each_star_once():
+    rng = np.random.default_rng(0)
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, np.zeros(12))
+    py, px = star_peaks(stars, np.array([SIGMA]))
+    assert len(py) == len(ys)
+    assert set(zip(py.tolist(), px.tolist())) == set(zip(ys.tolist(), xs.tolist()))
+
+
+def test_wrong_star_fluxes_are_brought_back_to_the_input():
+    rng = np.random.default_rng(1)
+    errors = rng.uniform(-0.12, 0.12, 12)
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, errors)
+    before = _aperture_flux(stars[0], ys, xs) / _aperture_flux(truth, ys, xs) - 1
+    fixed, info = conserve_star_flux(stars, nonst, ref, psf, params, np.array([SIGMA]))
+    after = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(truth, ys, xs) - 1
+    assert np.median(np.abs(before)) > 0.04
+    assert np.median(np.abs(after)) < 0.005
+    assert np.max(np.abs(after)) < 0.015
+    assert info.n_corrected[0] == len(ys)
+
+
+def test_right_star_fluxes_are_left_alone():
+    rng = np.random.default_rng(2)
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, np.zeros(12))
+    fixed, info = conserve_star_flux(stars, nonst, ref, psf, params, np.array([SIGMA]))
+    ratio = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(stars[0], ys, xs)
+    assert np.max(np.abs(ratio - 1)) < 0.006
+    assert info.median_change[0] < 0.003
+
+
+def test_saturated_stars_are_not_touched():
+    rng = np.random.default_rng(3)
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, np.full(12, 0.1))
+    sat = np.percentile(ref, 99.99)  # clips the brightest star(s)
+    clipped = np.minimum(ref, sat)
+    fixed, _ = conserve_star_flux(stars, nonst, clipped, psf, params, np.array([SIGMA]), saturation=np.array([sat]))
+    ratio = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(stars[0], ys, xs)
+    hit = np.array([(clipped[0, y - 3 : y + 4, x - 3 : x + 4] >= sat).any() for y, x in zip(ys, xs)])
+    assert hit.any() and not hit.all()
+    assert np.allclose(ratio[hit], 1.0, atol=1e-6)
+    assert np.all(np.abs(ratio[~hit] - 1 / 1.1) < 0.015)
