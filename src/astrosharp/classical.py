@@ -26,6 +26,7 @@ arrays). Everything works per channel on float64 internally and returns float32.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -44,6 +45,12 @@ __all__ = [
     "richardson_lucy",
     "wiener",
     "tile_kernels",
+    "CLASSICAL_TILE",
+    "TileStars",
+    "find_tile_stars",
+    "star_models",
+    "refine_positions",
+    "empirical_psf",
     "classical_translate",
     "translate_tiled",
     "classical_sharpen",
@@ -608,6 +615,372 @@ def wiener(
 
 
 # ---------------------------------------------------------------------------
+# Empirical PSF (stacked stars)
+# ---------------------------------------------------------------------------
+
+CLASSICAL_TILE = 256
+"""Edge (px) of the sub-tiles the classical methods work on inside an engine
+tile: each gets its own source kernel, so the PSF follows the field at this
+scale (a 512 px tile holds 3 x 3 of them, blended over 20 % overlaps)."""
+RL_STAR_ITERATIONS = 200
+"""Most Richardson-Lucy iterations of the point sources (automatic PSF)."""
+RL_STAR_TOL = 1e-3
+"""Relative change per iteration below which the point sources stop."""
+EPSF_MIN_STARS = 6
+"""Fewest usable stars for an empirical PSF; with fewer the Moffat model of the
+measured field is used."""
+EPSF_MIN_PEAK = 20.0
+"""Matched-filter significance (luminance noise sigmas) a star needs to enter
+an empirical PSF."""
+
+
+@dataclass
+class TileStars:
+    """Stars of one tile usable for an empirical PSF (tile coordinates).
+
+    Attributes
+    ----------
+    x, y : (N,) ndarray
+        Positions (px; x = column, y = row), refined on the stack.
+    peak : (N,) ndarray
+        Detection significance (luminance noise sigmas).
+    radius : int
+        Half size (px) of the stamps.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    peak: np.ndarray
+    radius: int
+
+    def __len__(self) -> int:
+        return int(self.x.size)
+
+
+def _fourier_shift(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """``a`` moved by (dy, dx) px (band-limited interpolation; the stamps are
+    background-free, so wrap-around is negligible)."""
+    F = np.fft.fft2(a)
+    qy = np.fft.fftfreq(a.shape[0])[:, None]
+    qx = np.fft.fftfreq(a.shape[1])[None, :]
+    return np.fft.ifft2(F * np.exp(-2j * np.pi * (qy * dy + qx * dx))).real
+
+
+def _stamps(img: np.ndarray, x: np.ndarray, y: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stamps of half size r around the nearest pixels and the stars'
+    sub-pixel offsets (dy, dx) from their centres."""
+    iy = np.round(y).astype(int)
+    ix = np.round(x).astype(int)
+    st = np.stack([img[j - r : j + r + 1, i - r : i + r + 1] for j, i in zip(iy, ix)]).astype(np.float64)
+    return st, y - iy, x - ix
+
+
+def _ramp_weight(r: int) -> np.ndarray:
+    """(2r+1, 2r+1) weight of the stack against the model: 1 in the core,
+    a raised-cosine ramp to 0 over the outer 3 px of the stamp."""
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    w = np.clip((r - 0.5 - np.hypot(yy, xx)) / 3.0, 0.0, 1.0)
+    return 0.5 - 0.5 * np.cos(np.pi * w)
+
+
+def _stack(
+    stamps: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+    base: np.ndarray,
+    models: np.ndarray,
+    sigma: float,
+    gain: float | None,
+    spatial: np.ndarray,
+    offsets: np.ndarray,
+    rounds: int = 3,
+) -> np.ndarray:
+    """Empirical PSF at the origin of ``offsets``: the model there plus the
+    stars' mean departure from their own models (an analytic PSF with an
+    empirical residual table, as in DAOPHOT).
+
+    ``stamps`` (N, s, s) are background-subtracted star images whose centres
+    lie (dy, dx) px from the stamps' middle pixels, ``models`` (N, s, s) the
+    model kernels (measured Moffats, normalised over their whole extent) at
+    exactly those positions, ``base`` (s, s) the centred model at the origin.
+    Each stamp is fitted (least squares) as ``a * (model + R) + b``, R the
+    current residual table moved to the star (ramped to 0 towards the
+    stamp's edge), so the local sky ``b`` is found under the star's wings
+    and everything is in units of total flux. The residuals
+    ``(stamp - b) / a - model``, moved onto the middle pixel (they are small
+    and smooth, so their interpolation errors are of second order), are
+    fitted pixel by pixel, over the stars, by a plane in position
+    (``c0 + c1 u + c2 v``, ``(u, v) = offsets``), with inverse noise variance
+    weights (``sigma^2 + signal / gain``, plus 2 % of the model for its own
+    error) times ``spatial``; pixels more than 5 of their sigma from the fit
+    (neighbours, cosmic rays) are left out. The model follows the field's
+    variation, the residual carries what it cannot describe (trails, coma,
+    lateral chromatic shifts, a wrong profile).
+
+    Returns
+    -------
+    (s, s) ndarray: ``base + ramp * c0``
+    """
+    n = len(stamps)
+    r = stamps.shape[1] // 2
+    ramp = _ramp_weight(r)
+    V = np.column_stack([np.ones(n), offsets[:, 0], offsets[:, 1]])  # (n, 3)
+    coefs = np.zeros((3,) + base.shape)
+    good = np.ones(stamps.shape, bool)
+    one = np.ones(base.size)
+    for _ in range(rounds):
+        pred = np.einsum("nk,kij->nij", V, coefs)
+        amp = np.zeros(n)
+        res = np.empty(stamps.shape)
+        fm = np.empty(stamps.shape)
+        for i in range(n):
+            rt = _fourier_shift(ramp * pred[i], dy[i], dx[i]) if np.any(pred[i]) else 0.0
+            fm[i] = models[i] + rt
+            coef, *_ = np.linalg.lstsq(np.stack([fm[i].ravel(), one], axis=1), stamps[i].ravel(), rcond=None)
+            amp[i] = coef[0]
+            a_ = coef[0] if coef[0] > 0 else 1.0
+            res[i] = _fourier_shift((stamps[i] - coef[1]) / a_ - models[i], -dy[i], -dx[i])
+        ok = amp > 0
+        a3 = np.where(ok, amp, 1.0)[:, None, None]
+        sig_pix = np.sqrt(sigma**2 + (np.maximum(fm, 0) * a3 / gain if gain else 0.0)) / a3
+        var = sig_pix**2 + (0.02 * np.abs(fm)) ** 2
+        wsp = np.where(ok, spatial, 0.0)[:, None, None]
+        for _clip in range(2):
+            w = good * wsp / var  # (n, s, s)
+            N = np.einsum("nij,na,nb->ijab", w, V, V)
+            tr = N[..., 0, 0].copy()
+            N[..., 0, 0] += 1e-300
+            N[..., 1, 1] += 0.05 * tr + 1e-300  # mild ridge: few or aligned stars give a flat fit
+            N[..., 2, 2] += 0.05 * tr + 1e-300
+            rhs = np.einsum("nij,na,nij->ija", w, V, res)
+            coefs = np.moveaxis(np.linalg.solve(N, rhs[..., None])[..., 0], -1, 0)
+            pred = np.einsum("nk,kij->nij", V, coefs)
+            good = np.abs(res - pred) <= 5.0 * np.sqrt(var)
+    return base + ramp * coefs[0]
+
+
+def _hybrid(stack: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The (already ramped) stack in the core, the model kernel ``base``
+    beyond; clipped at 0, sum 1."""
+    r = stack.shape[0] // 2
+    c = base.shape[0] // 2
+    out = base.copy()
+    out[c - r : c + r + 1, c - r : c + r + 1] = stack
+    out = np.maximum(out, 0.0)
+    return out / out.sum()
+
+
+def _centroid(k: np.ndarray, r: int) -> tuple[float, float]:
+    c = k.shape[0] // 2
+    a = k[c - r : c + r + 1, c - r : c + r + 1]
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    s = a.sum()
+    return float(np.sum(yy * a) / s), float(np.sum(xx * a) / s)
+
+
+def star_models(maps: np.ndarray, stars: TileStars) -> list[np.ndarray]:
+    """The Moffat model kernels of the PSF maps at each star, at its exact
+    sub-pixel position, cut to the stamps around its nearest pixel
+    (normalised over their whole extent; pixel-integrated, Fourier-exact).
+
+    Parameters
+    ----------
+    maps : (C, P, h, w) array_like
+        PSF maps over the tile (``PSFField.maps``).
+    stars : TileStars
+
+    Returns
+    -------
+    list (per channel) of (N, 2r+1, 2r+1) ndarray
+    """
+    mp = np.asarray(maps)
+    c = mp.shape[0]
+    r = stars.radius
+    iy = np.round(stars.y).astype(int)
+    ix = np.round(stars.x).astype(int)
+    jy = np.clip(iy, 0, mp.shape[2] - 1)
+    jx = np.clip(ix, 0, mp.shape[3] - 1)
+    out = []
+    for ch in range(c):
+        ks = np.empty((len(stars), 2 * r + 1, 2 * r + 1))
+        for i in range(len(stars)):
+            m = _moffat_from_maps(mp[ch, :, jy[i], jx[i]])
+            f = max(m["fwhm"], 0.3)
+            size = int(min(max(2 * r + 1, kernel_size_for(f, m["beta"], m["ellipticity"])), 127)) | 1
+            k = moffat_kernel(f, m["beta"], m["ellipticity"], m["angle"], size=size,
+                              shift=(float(stars.y[i] - iy[i]), float(stars.x[i] - ix[i])))
+            h = size // 2
+            ks[i] = k[h - r : h + r + 1, h - r : h + r + 1]
+        out.append(ks)
+    return out
+
+
+def refine_positions(tile: np.ndarray, background: np.ndarray, sigma: np.ndarray, stars: TileStars,
+                     maps: np.ndarray, iterations: int = 2) -> tuple[TileStars, list[np.ndarray]]:
+    """Star positions refined on the luminance by least squares against the
+    measured Moffat models (linearised shift, ``iterations`` Gauss-Newton
+    steps of at most 0.5 px each), and the models at the new positions.
+
+    Returns
+    -------
+    stars, models (as :func:`star_models`)
+    """
+    t = np.asarray(tile, dtype=np.float64)
+    c = t.shape[0]
+    sig = np.broadcast_to(np.asarray(sigma, float), (c,))
+    lum = np.sum((t - background) / sig[:, None, None], axis=0)
+    x, y = stars.x.astype(float).copy(), stars.y.astype(float).copy()
+    r = stars.radius
+    models = star_models(maps, stars)
+    one = np.ones((2 * r + 1) ** 2)
+    for _ in range(iterations):
+        st, _, _ = _stamps(lum, x, y, r)
+        lm = sum(models) / c
+        for i in range(len(x)):
+            gy, gx = np.gradient(lm[i])
+            A = np.stack([lm[i].ravel(), one, gx.ravel(), gy.ravel()], axis=1)
+            coef, *_ = np.linalg.lstsq(A, st[i].ravel(), rcond=None)
+            if coef[0] > 0:
+                # data ~ a (m - ex gx - ey gy): the star lies (ex, ey) further
+                x[i] += float(np.clip(-coef[2] / coef[0], -0.5, 0.5))
+                y[i] += float(np.clip(-coef[3] / coef[0], -0.5, 0.5))
+        stars = TileStars(x, y, stars.peak, r)
+        models = star_models(maps, stars)
+    return stars, models
+
+
+def find_tile_stars(
+    tile: np.ndarray,
+    background: np.ndarray,
+    sigma: np.ndarray,
+    fwhm: float,
+    ellipticity: float = 0.0,
+    data_box: tuple[int, int, int, int] | None = None,
+) -> TileStars:
+    """Isolated, unsaturated stars of a tile for empirical PSFs.
+
+    Stars are detected on the noise-weighted luminance
+    (:func:`astrosharp.psf.detect.detect_stars`, every flag clear, significance
+    >= ``EPSF_MIN_PEAK``); their stamps (half size about 2.5 times the major
+    FWHM) must lie inside ``data_box``.
+
+    Parameters
+    ----------
+    tile : (C, h, w) array_like
+    background : (C, h, w) array_like
+    sigma : (C,) array_like
+    fwhm, ellipticity : float
+        The measured PSF (sets the detector and the stamp size).
+    data_box : (y0, x0, y1, x1) or None
+        Where the tile holds image data.
+    """
+    from .psf.detect import detect_stars, saturation_level
+
+    t = np.asarray(tile, dtype=np.float64)
+    c, h, w = t.shape
+    sig = np.broadcast_to(np.asarray(sigma, float), (c,))
+    lum = np.sum((t - background) / sig[:, None, None], axis=0)
+    major = float(fwhm) / np.sqrt(max(1.0 - float(ellipticity), 0.1))
+    r = int(np.clip(np.ceil(3.5 * major) + 2, 6, 36))
+    y0, x0, y1, x1 = data_box if data_box is not None else (0, 0, h, w)
+    satmask = np.zeros((h, w), bool)
+    sat = saturation_level(t)
+    for ch in range(c):
+        if np.isfinite(sat[ch]):
+            satmask |= t[ch] >= 0.8 * sat[ch]
+    empty = TileStars(np.zeros(0), np.zeros(0), np.zeros(0), r)
+    if y1 - y0 < 2 * r + 8 or x1 - x0 < 2 * r + 8:
+        return empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cand = detect_stars(lum[y0:y1, x0:x1], float(np.sqrt(c)), fwhm=max(float(fwhm), 1.0), saturated=satmask[y0:y1, x0:x1],
+                            edge=r + 1, isolation=max(2.0 * major, 6.0))
+    ok = (cand.flags == 0) & (cand.peak >= EPSF_MIN_PEAK) & np.isfinite(cand.x) & np.isfinite(cand.y)
+    if not ok.any():
+        return empty
+    return TileStars(cand.x[ok] + x0, cand.y[ok] + y0, cand.peak[ok], r)
+
+
+def empirical_psf(
+    tile: np.ndarray,
+    background: np.ndarray,
+    sigma: np.ndarray,
+    stars: TileStars,
+    base: list[np.ndarray],
+    centre: tuple[float, float],
+    scale: float,
+    models: list[np.ndarray],
+    gains: list[float | None] | None = None,
+) -> list[np.ndarray] | None:
+    """Empirical source kernels (one per channel) from the stars of a tile.
+
+    The stars' stamps are flux-normalised, centred and stacked (clipped,
+    inverse-variance weighted mean, weights also falling off as a Gaussian of
+    ``scale`` px with the distance from ``centre``). Positions are refined on
+    the luminance stack and shared by all channels; the kernels are finally
+    moved so that the luminance kernel's flux centroid is at the centre (a
+    star's position is its flux centroid: shifts between the channels, lateral
+    chromatic aberration, are kept and so corrected). Beyond the stamps the
+    ``base`` (Moffat) kernels continue the wings.
+
+    Parameters
+    ----------
+    tile, background : (C, h, w) array_like
+    sigma : (C,) array_like
+    stars : TileStars
+    base : list of (k, k) ndarray
+        Model kernels per channel at ``centre`` (odd size, sum 1).
+    models : list of (N, 2r+1, 2r+1) ndarray
+        Per channel, the model kernels at the stars (cut to the stamps,
+        normalised over their whole extent).
+    centre : (y, x)
+        Where the kernel applies (tile coordinates).
+    scale : float
+        Gaussian weight scale (px) of the distance from ``centre``.
+    gains : list of (float or None), optional
+        Electrons per image unit per channel (Poisson part of the weights).
+
+    Returns
+    -------
+    list of (k, k) ndarray, or None when fewer than ``EPSF_MIN_STARS`` stars
+    carry weight.
+    """
+    t = np.asarray(tile, dtype=np.float64)
+    c = t.shape[0]
+    r = stars.radius
+    if len(stars) == 0:
+        return None
+    # one common size (the model's wings are negligible beyond its own size)
+    k0 = max(r, max(b.shape[0] // 2 for b in base))
+    base = [np.pad(np.asarray(b, float), k0 - b.shape[0] // 2) for b in base]
+    d2 = (stars.x - centre[1]) ** 2 + (stars.y - centre[0]) ** 2
+    spatial = np.exp(-0.5 * d2 / scale**2)
+    use = spatial > 0.05
+    if int(use.sum()) < EPSF_MIN_STARS:
+        return None
+    sx, sy, sp = stars.x[use], stars.y[use], spatial[use]
+    mods = [np.asarray(m, float)[use] for m in models]
+    sig = np.broadcast_to(np.asarray(sigma, float), (c,))
+    bg = np.broadcast_to(np.asarray(background, float), t.shape)
+    gains = list(gains) if gains is not None else [None] * c
+    off = np.column_stack([sx - centre[1], sy - centre[0]]) / scale
+    out = []
+    for ch in range(c):
+        st, dy, dx = _stamps(t[ch] - bg[ch], sx, sy, r)
+        core = _stack(st, dy, dx, base[ch][k0 - r : k0 + r + 1, k0 - r : k0 + r + 1], mods[ch], float(sig[ch]),
+                      gains[ch], sp, off)
+        out.append(_hybrid(core, base[ch]))
+    # a star's position is its flux centroid: move the kernels so that the
+    # (mean) kernel's centroid is at the centre; shifts between the channels
+    # (lateral chromatic aberration) are kept, and so corrected
+    # (within about two major-axis FWHM: further out the stack's noise,
+    # multiplied by the lever arm, would dominate the first moment)
+    cy, cx = _centroid(sum(out) / c, max(3, int(round(0.6 * (r - 2))) + 1))
+    out = [np.maximum(_fourier_shift(k, -cy, -cx), 0.0) for k in out]
+    return [k / k.sum() for k in out]
+
+
+# ---------------------------------------------------------------------------
 # Per-tile translation with the PSF field
 # ---------------------------------------------------------------------------
 
@@ -696,17 +1069,29 @@ def classical_translate(
     star_mask: np.ndarray | None = None,
     data_box: tuple[int, int, int, int] | None = None,
     options: dict | None = None,
+    psf_model: Literal["empirical", "moffat"] = "empirical",
+    subtile: int | None = CLASSICAL_TILE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Translate one tile from its source PSF to the targets (per channel).
+
+    The tile is worked on in sub-tiles of ``subtile`` px (20 % overlap,
+    raised-cosine blending), each with its own source kernel, so the PSF
+    follows the field more finely than the engine's tiles. The source kernel
+    of a sub-tile is, with ``psf_model="empirical"`` and automatic PSF, the
+    stack of the tile's own stars around the sub-tile's centre
+    (:func:`empirical_psf`: it has whatever shape the stars have, trails,
+    coma, chromatic shifts), with the measured Moffat's wings beyond the
+    stamps; where too few stars are found, and with ``"moffat"``, it is the
+    measured field's Moffat at the sub-tile centre (``maps``; the asymmetry
+    parameters are ignored). A manual PSF diameter makes the source a round
+    Moffat everywhere (no sub-tiles).
 
     Parameters
     ----------
     tile : (C, h, w) array_like
         Linear data of the tile.
     maps : (C, P, h, w) array_like
-        Source PSF maps over the tile (``PSFField.maps``), PARAM_NAMES order;
-        the values at the tile centre are used (one kernel per tile and
-        channel; the asymmetry parameters are ignored).
+        Source PSF maps over the tile (``PSFField.maps``), PARAM_NAMES order.
     params : SharpenParams
     sigma : float or (C,) array_like
         Background noise standard deviation per channel.
@@ -721,9 +1106,14 @@ def classical_translate(
     data_box : (y0, x0, y1, x1) or None
         The part of the tile that holds image data (tile coordinates, end
         exclusive); the rest is padding (e.g. mirrored beyond the image edge)
-        that Richardson-Lucy treats as unknown. None = all of it is data.
+        that Richardson-Lucy treats as unknown and that gives no stars. None =
+        all of it is data.
     options : dict or None
         Extra keywords of :func:`richardson_lucy` or :func:`wiener`.
+    psf_model : {"empirical", "moffat"}
+        Source kernels from the stars themselves or from the Moffat maps.
+    subtile : int or None
+        Sub-tile edge (px); None works on the whole tile with one kernel.
 
     Returns
     -------
@@ -740,41 +1130,94 @@ def classical_translate(
     method = params.method if method is None else method
     if method not in ("rl", "wiener"):
         raise ParameterError(f"classical_translate needs method 'rl' or 'wiener', got {method!r}")
+    if psf_model not in ("empirical", "moffat"):
+        raise ParameterError(f"psf_model must be 'empirical' or 'moffat', got {psf_model!r}")
+    if subtile is not None and subtile < 32:
+        raise ParameterError(f"subtile must be at least 32 px (or None), got {subtile!r}")
     sig = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (c,))
     bgs = np.asarray(background, dtype=np.float64)
     if bgs.ndim == 1:
         bgs = bgs[:, None, None]
     bgs = np.broadcast_to(bgs, t.shape)
     opts = dict(options or {})
-    if method == "rl" and params.psf_diameter is not None:
+    manual = params.psf_diameter is not None
+    if method == "rl" and manual:
         # a manual PSF diameter is non-stellar work: one discrepancy stop for all
         opts.setdefault("point_mask", None)
-    if data_box is not None and method == "rl":
-        y0, x0, y1, x1 = (int(v) for v in data_box)
+    elif method == "rl":
+        # point sources: elongated (trailed) stars converge slowly; the change
+        # rule stops them once the estimate moves by less than 0.1 % per iteration
+        opts.setdefault("iterations", RL_STAR_ITERATIONS)
+        opts.setdefault("tol", RL_STAR_TOL)
+    box = (0, 0, h, w)
+    if data_box is not None:
+        box = tuple(int(v) for v in data_box)
+        y0, x0, y1, x1 = box
         if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
             raise ParameterError(f"data_box {data_box} does not lie inside the {h}x{w} tile")
-        if (y0, x0, y1, x1) != (0, 0, h, w):
-            dm = np.zeros((h, w), bool)
-            dm[y0:y1, x0:x1] = True
-            opts["mask"] = dm
-    stars = np.zeros(t.shape, dtype=np.float32)
-    nonst = np.zeros(t.shape, dtype=np.float32)
+    dmask = None
+    if box != (0, 0, h, w):
+        dmask = np.zeros((h, w), bool)
+        dmask[box[0] : box[2], box[1] : box[3]] = True
     mask = None
     if star_mask is not None:
         mask = np.clip(np.broadcast_to(np.asarray(star_mask, dtype=np.float64), t.shape), 0.0, 1.0)
-    for ch in range(c):
-        src = _moffat_from_maps(mp[ch, :, h // 2, w // 2])
-        srck, tstar, tns = tile_kernels(src, params)
-        bg = bgs[ch]
-        if mask is None:
-            target = tns if params.psf_diameter is not None else tstar
-            (out,) = _translate_channel(t[ch], srck, [target], method, float(sig[ch]), bg, opts, src["fwhm"])
-            nonst[ch] = out
+
+    stars_tab = None
+    gains: list[float | None] = [None] * c
+    if psf_model == "empirical" and not manual:
+        m0 = _moffat_from_maps(mp[0, :, h // 2, w // 2])
+        stars_tab = find_tile_stars(t, bgs, sig, m0["fwhm"], m0["ellipticity"], box)
+        if len(stars_tab) >= EPSF_MIN_STARS:
+            b0, b1 = (slice(box[0], box[2]), slice(box[1], box[3]))
+            gains = [poisson_gain(t[ch][b0, b1] - bgs[ch][b0, b1], float(sig[ch])) for ch in range(c)]
+            stars_tab, models = refine_positions(t, bgs, sig, stars_tab, mp)
         else:
-            a, b = _translate_channel(t[ch], srck, [tstar, tns], method, float(sig[ch]), bg, opts, src["fwhm"])
-            stars[ch] = mask[ch] * (a - bg)
-            nonst[ch] = (1.0 - mask[ch]) * (b - bg) + bg
-    return stars, nonst
+            stars_tab = None
+    split = subtile is not None and not manual and max(h, w) > 1.25 * subtile
+
+    def work(sub: np.ndarray, sb: tuple[int, int, int, int]) -> np.ndarray:
+        sy0, sx0, sy1, sx1 = sb
+        sh, sw = sy1 - sy0, sx1 - sx0
+        yc, xc = sy0 + sh // 2, sx0 + sw // 2
+        o = dict(opts)
+        if dmask is not None and method == "rl":
+            dm = dmask[sy0:sy1, sx0:sx1]
+            if not dm.any():
+                return np.concatenate([np.zeros((c, sh, sw)), sub])
+            if not dm.all():
+                o["mask"] = dm
+        srcs = [_moffat_from_maps(mp[ch, :, yc, xc]) for ch in range(c)]
+        kern = [tile_kernels(s_, params) for s_ in srcs]
+        srck = [k[0] for k in kern]
+        if stars_tab is not None:
+            emp = empirical_psf(t, bgs, sig, stars_tab, srck, ((sy0 + sy1 - 1) / 2.0, (sx0 + sx1 - 1) / 2.0),
+                                scale=0.5 * max(sh, sw), models=models, gains=gains)
+            if emp is not None:
+                srck = emp
+        st = np.zeros((c, sh, sw))
+        ns = np.zeros((c, sh, sw))
+        for ch in range(c):
+            _, tstar, tns = kern[ch]
+            bg = bgs[ch, sy0:sy1, sx0:sx1]
+            data = sub[ch]
+            if mask is None:
+                target = tns if manual else tstar
+                (out,) = _translate_channel(data, srck[ch], [target], method, float(sig[ch]), bg, o, srcs[ch]["fwhm"])
+                ns[ch] = out
+            else:
+                a, b = _translate_channel(data, srck[ch], [tstar, tns], method, float(sig[ch]), bg, o, srcs[ch]["fwhm"])
+                mk = mask[ch, sy0:sy1, sx0:sx1]
+                st[ch] = mk * (a - bg)
+                ns[ch] = (1.0 - mk) * (b - bg) + bg
+        return np.concatenate([st, ns])
+
+    if split:
+        both = translate_tiled(t, work, int(subtile), 0.2, out_channels=2 * c)
+    else:
+        both = work(t, (0, 0, h, w))
+    both = np.asarray(both, dtype=np.float32)
+    return both[:c], both[c:]
 
 
 # ---------------------------------------------------------------------------
@@ -800,14 +1243,16 @@ def translate_tiled(
     func: Callable[[np.ndarray, tuple[int, int, int, int]], np.ndarray],
     tile: int = 512,
     overlap: float = 0.2,
+    out_channels: int | None = None,
 ) -> np.ndarray:
-    """Apply ``func(tile_data (C,h,w), box (y0,x0,y1,x1)) -> (C,h,w)`` on the
+    """Apply ``func(tile_data (C,h,w), box (y0,x0,y1,x1)) -> (C_out,h,w)`` on the
     engine's tile plan and blend the tiles with raised-cosine weights over the
-    overlaps (the weights sum to 1 everywhere).
+    overlaps (the weights sum to 1 everywhere). ``out_channels`` is C_out
+    (default C).
 
     Returns
     -------
-    (C, H, W) ndarray of float32
+    (C_out, H, W) ndarray of float32
     """
     from .tiles import plan_grid
 
@@ -816,7 +1261,7 @@ def translate_tiled(
         raise ImageDataError(f"image must be (C, H, W), got shape {a.shape}")
     c, hh, ww = a.shape
     grid = plan_grid((hh, ww), tile, overlap)
-    out = np.zeros(a.shape, dtype=np.float64)
+    out = np.zeros((c if out_channels is None else int(out_channels), hh, ww), dtype=np.float64)
     wsum = np.zeros((hh, ww))
     for y0, x0, y1, x1 in grid.boxes():
         res = np.asarray(func(a[:, y0:y1, x0:x1], (y0, x0, y1, x1)), dtype=np.float64)

@@ -405,7 +405,13 @@ def sharpen(
 
     t0 = time.perf_counter()
     if psf_field is None:
-        psf = _measure_field(filled, bg, params, saturation, progress)
+        mp = params
+        if params.method in ("rl", "wiener"):
+            # the classical methods follow the field per sub-tile (classical.CLASSICAL_TILE)
+            from .classical import CLASSICAL_TILE
+
+            mp = params.replace(tile_size=min(params.tile_size, CLASSICAL_TILE))
+        psf = _measure_field(filled, bg, mp, saturation, progress)
         if params.psf_diameter is not None and np.all(psf.origin == ORIGINS.index("fallback")):
             # no stars at all (planet, Moon, starless data): the manual PSF is the source everywhere
             d = max(float(params.psf_diameter), F_MIN)

@@ -14,7 +14,10 @@ Rows (methods)
 ``rl``, ``wiener`` astrosharp's classical methods through
                    :func:`astrosharp.pipeline.sharpen` with the MEASURED PSF
                    (automatic; manual diameter on star-free cases);
-``nn``             the network through the pipeline, when the model file exists.
+``nn``             the network through the pipeline, when the model file exists;
+``nn_d1``          the same at denoise 1.0 (at denoise 0 the network keeps the
+                   input's noise, so ``ideal`` is its ceiling; with denoise 1
+                   it is measured against the noise-free truth like the others).
 
 All at the bench setting of the case (sharpen stars 1.0, non-stellar 0.5,
 automatic PSF or, on star-free cases, a manual diameter = the true FWHM).
@@ -46,7 +49,9 @@ from .cases import FULL_CASES, QUICK_CASES, BenchCase, load_case, real_image_pat
 
 __all__ = ["METHODS", "ORACLE_TILE", "BenchResult", "run_bench", "evaluate", "model_available"]
 
-METHODS = ("input", "ideal", "rl_oracle", "wiener_oracle", "rl", "wiener", "nn")
+METHODS = ("input", "ideal", "rl_oracle", "wiener_oracle", "rl", "wiener", "nn", "nn_d1")
+NN_ROWS = ("nn", "nn_d1")
+"""The network's rows: at the bench setting (denoise 0), and the same with denoise 1."""
 ORACLE_TILE = 256
 ORACLE_ITERATIONS = {
     True: (5, 10, 20, 35, 60, 100),
@@ -336,11 +341,13 @@ def _case_rows(bc: BenchCase, methods: tuple[str, ...], quick: bool, model: Any,
             ps = {b: _score(bc, o) for b, o in outs.items()}
             best = max(ps, key=lambda b: ps[b])
             add(method, outs[best], m, {"best_balance": best, "sweep": {str(k): v for k, v in ps.items()}})
-        elif method in ("rl", "wiener", "nn"):
-            if method == "nn" and model is None:
+        elif method in ("rl", "wiener") or method in NN_ROWS:
+            if method in NN_ROWS and model is None:
                 continue
+            params = case.params.replace(denoise=1.0) if method == "nn_d1" else case.params
             with _Meter() as m:
-                out = _pipeline(obs.image, case.params, method, model if method == "nn" else None)
+                out = _pipeline(obs.image, params, "nn" if method in NN_ROWS else method,
+                                model if method in NN_ROWS else None)
             add(method, out, m)
     return rows
 
@@ -407,14 +414,15 @@ def _real_rows(path: Path, methods: tuple[str, ...], quick: bool, model: Any, sa
     rows = []
     shape = f"{c}x{data.shape[1]}x{data.shape[2]}"
     for method in methods:
-        if method in ("ideal", "rl_oracle", "wiener_oracle") or (method == "nn" and model is None):
+        if method in ("ideal", "rl_oracle", "wiener_oracle") or (method in NN_ROWS and model is None):
             continue
         say(f"  {path.name}: {method}")
         if method == "input":
             out, meter = data, None
         else:
+            p = params.replace(denoise=1.0) if method == "nn_d1" else params
             with _Meter() as meter:
-                out = _pipeline(data, params, method, model if method == "nn" else None)
+                out = _pipeline(data, p, "nn" if method in NN_ROWS else method, model if method in NN_ROWS else None)
         o_lum = (np.asarray(out, np.float64) - bg.level[:, None, None]).mean(axis=0)
         r = base if method == "input" else _real_measures(o_lum, x, y, fwhm0, sigma, 0.5 * fwhm0)
         ok = base["ok"] & r["ok"]
@@ -577,7 +585,7 @@ def run_bench(
     result = BenchResult()
     t_all = time.perf_counter()
     model = None
-    if "nn" in methods:
+    if any(m in NN_ROWS for m in methods):
         if model_available():
             try:
                 model = _load_model()
