@@ -165,7 +165,7 @@ def conserve_star_flux(
         Background noise of the input per channel.
     saturation : (C,) array_like or None
         Clipping level per channel (``inf`` where a channel is not clipped).
-    exclude : (H, W) bool ndarray, optional
+    exclude : (H, W) or (C, H, W) bool ndarray, optional
         Pixels whose stars must be left alone (calibration borders).
 
     Returns
@@ -195,7 +195,11 @@ def conserve_star_flux(
     # stars near saturated pixels or borders, or whose taper leaves the frame
     reach = np.ceil(TAPER * radius.max(axis=0)).astype(int)
     ok = (ys >= reach) & (xs >= reach) & (ys < H - reach) & (xs < W - reach)
-    bad = np.zeros((H, W), bool) if exclude is None else exclude.copy()
+    if exclude is None:
+        bad = np.zeros((H, W), bool)
+    else:
+        bad = np.asarray(exclude, bool)
+        bad = bad.reshape(-1, H, W).any(axis=0)
     if saturation is not None:
         sat = np.asarray(saturation, float).reshape(-1)
         for c in range(C):
