@@ -102,3 +102,16 @@ def test_saturated_stars_are_not_touched():
     assert hit.any() and not hit.all()
     assert np.allclose(ratio[hit], 1.0, atol=1e-6)
     assert np.all(np.abs(ratio[~hit] - 1 / 1.1) < 0.015)
+
+
+def test_stars_in_excluded_pixels_are_left_alone():
+    rng = np.random.default_rng(4)
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, np.full(12, 0.1))
+    exclude = np.zeros((1, SIZE, SIZE), bool)
+    exclude[:, :, :30] = True  # a border strip beside the first column of stars
+    fixed, _ = conserve_star_flux(stars, nonst, ref, psf, params, np.array([SIGMA]), exclude=exclude)
+    ratio = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(stars[0], ys, xs)
+    near = xs < 60
+    assert near.any() and (~near).any()
+    assert np.allclose(ratio[near], 1.0, atol=1e-6)
+    assert np.all(np.abs(ratio[~near] - 1 / 1.1) < 0.015)
