@@ -335,3 +335,35 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch):
     assert calls == {"quick": True, "json_path": str(js)} and js.exists()
     assert main(["bench", "--json", str(tmp_path / "missing" / "b.json")]) == 1
     assert "output folder" in capsys.readouterr().err
+
+
+def test_bench_controls_runs_the_control_bars(tmp_path, capsys, monkeypatch):
+    # plumbing only: the control evaluation itself is tested in test_controls_eval.py
+    import json
+
+    import astrosharp.bench.controls as controls
+
+    calls = {}
+
+    class Res:
+        notes = ["seeds 0 1"]
+
+        def table(self):
+            return "bar  value  pass\nsharpen 1.0 FWHM ratio  0.50  yes"
+
+        def to_dict(self):
+            return {"passed": 1}
+
+    def run_controls(method="nn", quick=False, seeds=None, size=None, model=None, progress=None):
+        calls.update(method=method, quick=quick)
+        progress("case grid")
+        return Res()
+
+    monkeypatch.setattr(controls, "run_controls", run_controls)
+    js = tmp_path / "controls.json"
+    assert main(["bench", "--controls", "--quick", "--method", "rl", "--json", str(js)]) == 0
+    cap = capsys.readouterr()
+    assert "FWHM ratio  0.50  yes" in cap.out and "case grid" in cap.err
+    assert calls == {"method": "rl", "quick": True}
+    assert json.loads(js.read_text()) == {"passed": 1}
+    assert main(["bench", "--controls", "--method", "bogus"]) == 2

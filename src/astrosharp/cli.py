@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "time and memory per method.")
     b.add_argument("--quick", action="store_true", help="a reduced run (about 2 minutes)")
     b.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
+    b.add_argument("--controls", action="store_true",
+                   help="instead, judge every control (sharpen stars, halos, non-stellar, correct only, colour, "
+                   "starless, denoise) against its bar on seeded scenes")
+    b.add_argument("--method", choices=("nn", "rl", "wiener", "input", "ideal"), default="nn",
+                   help="with --controls: the method judged (default nn; input and ideal are references)")
     _common(b)
 
     # demo ---------------------------------------------------------------
@@ -263,6 +268,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         _say(args, f"{PROG}: bench: {message}")
 
+    if args.controls:
+        import json
+
+        from .bench.controls import run_controls
+
+        res = run_controls(args.method, args.quick, None, None, progress=say)
+        print(res.table())
+        for note in res.notes:
+            _say(args, f"{PROG}: note: {note}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(res.to_dict(), indent=1))
+            _say(args, f"{PROG}: wrote {args.json}")
+        return 0
     result = run_bench(quick=args.quick, json_path=args.json, progress=say)
     print(result.table())
     for note in result.notes:
