@@ -626,6 +626,15 @@ RL_STAR_ITERATIONS = 200
 """Most Richardson-Lucy iterations of the point sources (automatic PSF)."""
 RL_STAR_TOL = 1e-3
 """Relative change per iteration below which the point sources stop."""
+RAMP_INNER = 0.6
+"""The empirical residual is tapered to 0 from this fraction of the stamp
+radius outwards: there the local sky is fitted under the model's wings, and
+the residual's constant part (which the sky absorbs equally well) is fixed by
+requiring the residual to vanish there."""
+EPSF_SCALE = 0.75
+"""Stars weigh in the empirical residual of a sub-tile as a Gaussian of this
+fraction of the sub-tile's edge in their distance from its centre (the
+residual varies slowly: trails are the same everywhere, coma turns slowly)."""
 EPSF_MIN_STARS = 6
 """Fewest usable stars for an empirical PSF; with fewer the Moffat model of the
 measured field is used."""
@@ -675,11 +684,13 @@ def _stamps(img: np.ndarray, x: np.ndarray, y: np.ndarray, r: int) -> tuple[np.n
     return st, y - iy, x - ix
 
 
-def _ramp_weight(r: int) -> np.ndarray:
-    """(2r+1, 2r+1) weight of the stack against the model: 1 in the core,
-    a raised-cosine ramp to 0 over the outer 3 px of the stamp."""
+def _ramp_weight(r: int, inner: float | None = None) -> np.ndarray:
+    """(2r+1, 2r+1) weight of the empirical residual: 1 in the core, a
+    raised-cosine ramp from radius ``inner`` (default ``RAMP_INNER * r``) to
+    0 at the stamp's edge."""
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    w = np.clip((r - 0.5 - np.hypot(yy, xx)) / 3.0, 0.0, 1.0)
+    r0 = RAMP_INNER * r if inner is None else float(inner)
+    w = np.clip((r - 0.5 - np.hypot(yy, xx)) / max(r - 0.5 - r0, 1.0), 0.0, 1.0)
     return 0.5 - 0.5 * np.cos(np.pi * w)
 
 
@@ -692,49 +703,49 @@ def _stack(
     sigma: float,
     gain: float | None,
     spatial: np.ndarray,
-    offsets: np.ndarray,
     rounds: int = 3,
 ) -> np.ndarray:
-    """Empirical PSF at the origin of ``offsets``: the model there plus the
-    stars' mean departure from their own models (an analytic PSF with an
-    empirical residual table, as in DAOPHOT).
+    """Empirical PSF: the model at the kernel's place plus the stars' mean
+    departure from their own models (an analytic PSF with an empirical
+    residual table, as in DAOPHOT).
 
     ``stamps`` (N, s, s) are background-subtracted star images whose centres
     lie (dy, dx) px from the stamps' middle pixels, ``models`` (N, s, s) the
     model kernels (measured Moffats, normalised over their whole extent) at
-    exactly those positions, ``base`` (s, s) the centred model at the origin.
-    Each stamp is fitted (least squares) as ``a * (model + R) + b``, R the
-    current residual table moved to the star (ramped to 0 towards the
-    stamp's edge), so the local sky ``b`` is found under the star's wings
-    and everything is in units of total flux. The residuals
-    ``(stamp - b) / a - model``, moved onto the middle pixel (they are small
-    and smooth, so their interpolation errors are of second order), are
-    fitted pixel by pixel, over the stars, by a plane in position
-    (``c0 + c1 u + c2 v``, ``(u, v) = offsets``), with inverse noise variance
-    weights (``sigma^2 + signal / gain``, plus 2 % of the model for its own
-    error) times ``spatial``; pixels more than 5 of their sigma from the fit
-    (neighbours, cosmic rays) are left out. The model follows the field's
-    variation, the residual carries what it cannot describe (trails, coma,
-    lateral chromatic shifts, a wrong profile).
+    exactly those positions, ``base`` (s, s) the centred model where the
+    kernel applies. Each stamp is fitted (least squares) as
+    ``a * (model + R) + b``, R the current residual table moved to the star
+    and tapered to 0 towards the stamp's edge (:func:`_ramp_weight`), so the
+    local sky ``b`` is found under the model's wings and everything is in
+    units of total flux. The residuals ``(stamp - b) / a - model``, moved
+    onto the middle pixel (they are small and smooth, so their interpolation
+    errors are of second order), are averaged pixel by pixel with inverse
+    noise variance weights (``sigma^2 + signal / gain``, plus 2 % of the model
+    for its own error) times ``spatial``; pixels more than 5 of their sigma
+    from the mean (neighbours, cosmic rays) are left out. The model carries
+    the field's variation, the residual what the model cannot describe
+    (trails, coma, lateral chromatic shifts, a wrong profile), taken as
+    constant over the weighting scale: a residual linear in position was
+    tried and lost more to its noise than it gained.
 
     Returns
     -------
-    (s, s) ndarray: ``base + ramp * c0``
+    (s, s) ndarray: ``base + taper * residual``
     """
     n = len(stamps)
     r = stamps.shape[1] // 2
     ramp = _ramp_weight(r)
-    V = np.column_stack([np.ones(n), offsets[:, 0], offsets[:, 1]])  # (n, 3)
-    coefs = np.zeros((3,) + base.shape)
+    resid = np.zeros(base.shape)
     good = np.ones(stamps.shape, bool)
     one = np.ones(base.size)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    outer = np.hypot(yy, xx) >= RAMP_INNER * r
     for _ in range(rounds):
-        pred = np.einsum("nk,kij->nij", V, coefs)
         amp = np.zeros(n)
         res = np.empty(stamps.shape)
         fm = np.empty(stamps.shape)
         for i in range(n):
-            rt = _fourier_shift(ramp * pred[i], dy[i], dx[i]) if np.any(pred[i]) else 0.0
+            rt = _fourier_shift(ramp * resid, dy[i], dx[i]) if np.any(resid) else 0.0
             fm[i] = models[i] + rt
             coef, *_ = np.linalg.lstsq(np.stack([fm[i].ravel(), one], axis=1), stamps[i].ravel(), rcond=None)
             amp[i] = coef[0]
@@ -747,16 +758,12 @@ def _stack(
         wsp = np.where(ok, spatial, 0.0)[:, None, None]
         for _clip in range(2):
             w = good * wsp / var  # (n, s, s)
-            N = np.einsum("nij,na,nb->ijab", w, V, V)
-            tr = N[..., 0, 0].copy()
-            N[..., 0, 0] += 1e-300
-            N[..., 1, 1] += 0.05 * tr + 1e-300  # mild ridge: few or aligned stars give a flat fit
-            N[..., 2, 2] += 0.05 * tr + 1e-300
-            rhs = np.einsum("nij,na,nij->ija", w, V, res)
-            coefs = np.moveaxis(np.linalg.solve(N, rhs[..., None])[..., 0], -1, 0)
-            pred = np.einsum("nk,kij->nij", V, coefs)
-            good = np.abs(res - pred) <= 5.0 * np.sqrt(var)
-    return base + ramp * coefs[0]
+            resid = np.sum(w * res, axis=0) / np.maximum(np.sum(w, axis=0), 1e-300)
+            good = np.abs(res - resid[None]) <= 5.0 * np.sqrt(var)
+        # the residual's pedestal is degenerate with the stars' local sky: pin
+        # it to 0 where the taper starts (median over the ring RAMP_INNER r to r)
+        resid = resid - np.median(resid[outer])
+    return base + ramp * resid
 
 
 def _hybrid(stack: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -914,14 +921,15 @@ def empirical_psf(
 ) -> list[np.ndarray] | None:
     """Empirical source kernels (one per channel) from the stars of a tile.
 
-    The stars' stamps are flux-normalised, centred and stacked (clipped,
-    inverse-variance weighted mean, weights also falling off as a Gaussian of
-    ``scale`` px with the distance from ``centre``). Positions are refined on
-    the luminance stack and shared by all channels; the kernels are finally
-    moved so that the luminance kernel's flux centroid is at the centre (a
-    star's position is its flux centroid: shifts between the channels, lateral
-    chromatic aberration, are kept and so corrected). Beyond the stamps the
-    ``base`` (Moffat) kernels continue the wings.
+    Per channel: the model kernel at ``centre`` plus the stars' mean
+    departure from their own model kernels (:func:`_stack`; stars weighted
+    also by a Gaussian of ``scale`` px in their distance from ``centre``),
+    tapered to 0 towards the stamps' edge, the model's wings beyond. The
+    positions (refined on the luminance, :func:`refine_positions`) are shared
+    by all channels, and the kernels are finally moved together so that
+    their mean's flux centroid (within about two FWHM) is at the centre: a
+    star's position is its flux centroid; shifts between the channels
+    (lateral chromatic aberration) are kept, and so corrected.
 
     Parameters
     ----------
@@ -963,12 +971,11 @@ def empirical_psf(
     sig = np.broadcast_to(np.asarray(sigma, float), (c,))
     bg = np.broadcast_to(np.asarray(background, float), t.shape)
     gains = list(gains) if gains is not None else [None] * c
-    off = np.column_stack([sx - centre[1], sy - centre[0]]) / scale
     out = []
     for ch in range(c):
         st, dy, dx = _stamps(t[ch] - bg[ch], sx, sy, r)
         core = _stack(st, dy, dx, base[ch][k0 - r : k0 + r + 1, k0 - r : k0 + r + 1], mods[ch], float(sig[ch]),
-                      gains[ch], sp, off)
+                      gains[ch], sp)
         out.append(_hybrid(core, base[ch]))
     # a star's position is its flux centroid: move the kernels so that the
     # (mean) kernel's centroid is at the centre; shifts between the channels
@@ -1192,7 +1199,7 @@ def classical_translate(
         srck = [k[0] for k in kern]
         if stars_tab is not None:
             emp = empirical_psf(t, bgs, sig, stars_tab, srck, ((sy0 + sy1 - 1) / 2.0, (sx0 + sx1 - 1) / 2.0),
-                                scale=0.5 * max(sh, sw), models=models, gains=gains)
+                                scale=EPSF_SCALE * max(sh, sw), models=models, gains=gains)
             if emp is not None:
                 srck = emp
         st = np.zeros((c, sh, sw))
