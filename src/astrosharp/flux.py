@@ -34,7 +34,7 @@ from .psf.moffat import alpha_from_fwhm
 __all__ = ["FluxCorrection", "encircled_energy", "conserve_star_flux", "star_peaks", "field_at"]
 
 #: aperture radius in source FWHM, and its bounds in pixels
-APERTURE_FWHM = 4.0
+APERTURE_FWHM = 3.0
 APERTURE_MIN = 3.0
 APERTURE_MAX = 40.0
 #: the correction tapers to zero between R and TAPER x R
@@ -43,6 +43,8 @@ TAPER = 1.5
 MIN_SNR = 20.0
 #: no star is scaled by more than this fraction
 MAX_CHANGE = 0.25
+#: passes of measure-and-scale (neighbours share apertures)
+ITERATIONS = 3
 #: at most this many stars are examined (the brightest)
 MAX_STARS = 20000
 
@@ -191,6 +193,7 @@ def conserve_star_flux(
     radius = np.clip(APERTURE_FWHM * f_src, APERTURE_MIN, APERTURE_MAX)  # (C, N)
     ee_s = encircled_energy(radius, f_src, b_src)
     ee_t = encircled_energy(radius, f_tgt, b_tgt)
+    alpha_t = alpha_from_fwhm(np.maximum(f_tgt, 0.5), b_tgt)
 
     # stars near saturated pixels or borders, or whose taper leaves the frame
     reach = np.ceil(TAPER * radius.max(axis=0)).astype(int)
@@ -209,53 +212,98 @@ def conserve_star_flux(
         from scipy.ndimage import distance_transform_edt
 
         dist = distance_transform_edt(~bad)
-        ok &= dist[ys, xs] > reach + 2
+        ok &= dist[ys, xs] > reach + 2 + 3.0 * f_src.max(axis=0)
 
-    corr = np.zeros((C, H, W), np.float32)
-    wsum = np.zeros((C, H, W), np.float32)
+    out = np.array(stars, dtype=np.float32, copy=True)
     n_corr = np.zeros(C, int)
     med = np.zeros(C)
     p90 = np.zeros(C)
+    idx = np.nonzero(ok)[0]
     for c in range(C):
-        idx = np.nonzero(ok)[0]
-        scales, used = [], []
-        # group stars by aperture radius (whole pixels) to gather disks at once
-        rint = np.round(radius[c, idx] * 2) / 2
-        for r in np.unique(rint):
-            sel = idx[rint == r]
-            dy, dx, d = _disk(TAPER * r)
-            inner = d <= r
-            for s0 in range(0, len(sel), 2048):
-                part = sel[s0 : s0 + 2048]
-                yy = ys[part, None] + dy[None, inner]
-                xx = xs[part, None] + dx[None, inner]
-                a_s = stars[c][yy, xx].sum(axis=1, dtype=np.float64)
-                a_o = a_s + nonstellar[c][yy, xx].sum(axis=1, dtype=np.float64)
-                a_i = reference[c][yy, xx].sum(axis=1, dtype=np.float64)
-                n_ap = inner.sum()
-                e = a_o - a_i - a_s * (1.0 - ee_s[c, part] / ee_t[c, part])
-                snr = a_s / (sigma[c] * np.sqrt(n_ap))
-                # what denoise removed is noise in the difference; damp corrections below it
-                u2 = (params.denoise * sigma[c]) ** 2 * n_ap
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    k = -e / a_s * (e * e / (e * e + u2)) if u2 > 0 else -e / a_s
-                good = (snr >= MIN_SNR) & np.isfinite(k)
-                k = np.clip(k, -MAX_CHANGE, MAX_CHANGE)
-                if not good.any():
-                    continue
-                part, k = part[good], k[good]
-                # weight: 1 inside R, a cosine taper to 0 at TAPER x R
-                t = np.clip((d - r) / ((TAPER - 1.0) * r), 0.0, 1.0)
-                w = (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
-                yy = ys[part, None] + dy[None, :]
-                xx = xs[part, None] + dx[None, :]
-                np.add.at(corr[c], (yy, xx), (k[:, None] * w[None, :]).astype(np.float32))
-                np.add.at(wsum[c], (yy, xx), np.broadcast_to(w[None, :], yy.shape))
-                scales.append(k)
-        if scales:
-            k_all = np.abs(np.concatenate(scales))
-            n_corr[c] = len(k_all)
-            med[c] = float(np.median(k_all))
-            p90[c] = float(np.percentile(k_all, 90))
-    out = stars * (1.0 + corr / np.maximum(wsum, 1.0))
+        total = np.ones(n)
+        active = np.zeros(n, bool)
+        active[idx] = True
+        # neighbours share apertures: repeat until every aperture holds its light
+        for it in range(ITERATIONS):
+            k, amp = _channel_scales(out[c], nonstellar[c], reference[c], ys, xs, radius[c], ee_s[c] / ee_t[c],
+                                float(sigma[c]), params.denoise, active, first=it == 0)
+            if it == 0:
+                active &= np.isfinite(k)
+            k = np.where(active, np.nan_to_num(k), 0.0)
+            # the passes together change no star by more than MAX_CHANGE
+            k = np.clip((1.0 + k) * total, 1.0 - MAX_CHANGE, 1.0 + MAX_CHANGE) / total - 1.0
+            if not active.any():
+                break
+            _apply(out[c], ys, xs, radius[c], k, active, amp, alpha_t[c], b_tgt[c])
+            total *= 1.0 + k
+        if active.any():
+            ch = np.abs(total[active] - 1.0)
+            n_corr[c] = int(active.sum())
+            med[c] = float(np.median(ch))
+            p90[c] = float(np.percentile(ch, 90))
     return out.astype(stars.dtype, copy=False), FluxCorrection(n, n_corr, med, p90)
+
+
+def _groups(radius: np.ndarray, active: np.ndarray):
+    """Active stars grouped by aperture radius (half pixels), in chunks."""
+    idx = np.nonzero(active)[0]
+    rint = np.round(radius[idx] * 2) / 2
+    for r in np.unique(rint):
+        sel = idx[rint == r]
+        for s0 in range(0, len(sel), 2048):
+            yield float(r), sel[s0 : s0 + 2048]
+
+
+def _channel_scales(stars: np.ndarray, nonstellar: np.ndarray, reference: np.ndarray, ys: np.ndarray,
+                    xs: np.ndarray, radius: np.ndarray, ee_ratio: np.ndarray, sigma: float, denoise: float,
+                    active: np.ndarray, first: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Scale change of each active star (NaN where the star is too faint on
+    the first pass) that makes its aperture hold the input's light, and the
+    stars layer's light in that aperture."""
+    k = np.full(len(ys), np.nan)
+    amp = np.zeros(len(ys))
+    for r, part in _groups(radius, active):
+        dy, dx, d = _disk(r)
+        inner = d <= r
+        dy, dx = dy[inner], dx[inner]
+        yy = ys[part, None] + dy[None, :]
+        xx = xs[part, None] + dx[None, :]
+        a_s = stars[yy, xx].sum(axis=1, dtype=np.float64)
+        a_o = a_s + nonstellar[yy, xx].sum(axis=1, dtype=np.float64)
+        a_i = reference[yy, xx].sum(axis=1, dtype=np.float64)
+        n_ap = len(dy)
+        e = a_o - a_i - a_s * (1.0 - ee_ratio[part])
+        # what denoise removed is noise in the difference; damp corrections below it
+        u2 = (denoise * sigma) ** 2 * n_ap
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kk = -e / a_s * (e * e / (e * e + u2)) if u2 > 0 else -e / a_s
+            if first:
+                kk = np.where(a_s / (sigma * np.sqrt(n_ap)) >= MIN_SNR, kk, np.nan)
+        k[part] = np.clip(kk, -MAX_CHANGE, MAX_CHANGE)
+        amp[part] = a_s
+    return k, amp
+
+
+def _apply(stars: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: np.ndarray, k: np.ndarray,
+           active: np.ndarray, amp: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> None:
+    """Scale ``stars`` (in place) by 1 + k around each active star: fully
+    inside its aperture, tapering to nothing at TAPER x its radius. Where
+    stars' windows overlap, each pixel takes the stars' changes in proportion
+    to the light each star puts there (a Moffat of the target shape and the
+    star's aperture flux ``amp``), so a faint neighbour cannot rescale a
+    bright star's core, nor the reverse."""
+    num = np.zeros(stars.shape, np.float32)
+    den = np.zeros(stars.shape, np.float32)
+    for r, part in _groups(radius, active):
+        dy, dx, d = _disk(TAPER * r)
+        t = np.clip((d - r) / ((TAPER - 1.0) * r), 0.0, 1.0)
+        taper = 0.5 * (1.0 + np.cos(np.pi * t))
+        a = alpha[part, None]
+        light = np.abs(amp[part, None]) / a**2 * (1.0 + (d[None, :] / a) ** 2) ** (-beta[part, None])
+        yy = ys[part, None] + dy[None, :]
+        xx = xs[part, None] + dx[None, :]
+        np.add.at(num, (yy, xx), (k[part, None] * taper[None, :] * light).astype(np.float32))
+        np.add.at(den, (yy, xx), light.astype(np.float32))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where(den > 0, num / den, 0.0)
+    stars *= 1.0 + corr
