@@ -73,3 +73,13 @@ def test_typical_size_is_the_stellar_lower_envelope():
     stars = rng.normal(4.0, 0.15, 60)
     knots = rng.uniform(6.0, 15.0, 200)  # knots outnumber stars
     assert abs(typical_size(np.concatenate([stars, knots])) - 4.0) < 0.3
+
+
+def test_typical_size_finds_the_stars_where_knots_outnumber_them_tenfold():
+    # a nebula field: a few dozen stars, hundreds of knots and filaments whose
+    # sizes start just above the stars' (the 10th percentile of all sizes
+    # lies among the knots)
+    rng = np.random.default_rng(2)
+    stars = rng.normal(4.3, 0.25, 80)
+    knots = np.exp(rng.normal(np.log(7.5), 0.25, 900))
+    assert abs(typical_size(np.concatenate([stars, knots])) - 4.3) < 0.25

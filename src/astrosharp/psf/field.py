@@ -24,7 +24,7 @@ from ..params import DEFAULT_BETA
 __all__ = ["PARAM_NAMES", "ORIGINS", "PSFField"]
 
 PARAM_NAMES = ("fwhm", "beta", "e1", "e2", "asym_x", "asym_y")
-ORIGINS = ("own", "neighbours", "image", "fallback", "manual")
+ORIGINS = ("own", "neighbours", "image", "fallback", "manual", "model")
 """Where a node's values came from (index stored in :attr:`PSFField.origin`)."""
 
 

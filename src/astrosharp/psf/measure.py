@@ -35,7 +35,7 @@ from ..params import DEFAULT_BETA
 from ..tiles import plan_grid
 from .detect import FLAG_CROWDED, FLAG_EDGE, FLAG_HOT, FLAG_SATURATED, Candidates, _stamps, detect_stars, saturation_level, typical_size
 from .field import ORIGINS, PARAM_NAMES, PSFField
-from .fit import StarFits, fit_stars
+from .fit import BETA_BOUNDS, FLAG_BETA_BOUND, FLAG_NOT_CONVERGED, StarFits, fit_stars
 
 __all__ = ["DEFAULT_FWHM", "StarTable", "PSFMeasurement", "measure_psf", "measure_psf_field"]
 
@@ -48,6 +48,21 @@ MIN_SNR = 10.0
 """Stars with a fitted-flux S/N below this are not used for the field."""
 SNR_WEIGHT_CAP = 150.0
 """Stars are weighted by SNR**2 up to this SNR in the per-node estimates."""
+MODEL_SNR_CAP = 50.0
+"""Soft S/N cap of the smooth model's weights (FWHM and shape; beta keeps
+``SNR_WEIGHT_CAP``: its error grows much faster on faint stars)."""
+MODEL_MARGIN = 0.95
+"""A richer smooth model must lower the robust leave-one-out error by 5 %."""
+SLOW_MAX_ITER = 150
+"""Iterations for the refit of stars whose fits had not converged, when they
+are most of an image's stars (trailed or defocused PSFs)."""
+LOCAL_NEFF = 15.0
+"""Effective number of stars (Kish, from the S/N and distance weights) a node
+needs around it for its own local fit; below it the node takes the image's
+smooth model."""
+MODEL_STARS_PER_TERM = 4.0
+"""Effective stars (all channels together) per fitted term the smooth model
+needs before it may use degree 1 or 2 in x, y."""
 
 
 @dataclass
@@ -179,6 +194,110 @@ def _local_linear(v: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray, 
     vs = np.sort(v)
     lo, hi = vs[int(0.05 * (vs.size - 1))], vs[int(np.ceil(0.95 * (vs.size - 1)))]
     return a if lo <= a <= hi else med
+
+
+def _poly_terms(x: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
+    """(N, T) design matrix of the 2-D polynomial of total degree <= 2 in
+    (x, y) (normalised coordinates)."""
+    cols = [np.ones_like(x)]
+    if degree >= 1:
+        cols += [x, y]
+    if degree >= 2:
+        cols += [x * x, y * y, x * y]
+    return np.column_stack(cols)
+
+
+def _robust_poly(v: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Tukey-biweight IRLS weighted least squares v ~ X coef: (coef, final
+    weights); coef is None when the system is ill-conditioned or too few
+    stars keep weight."""
+    A0 = X.T @ (X * w[:, None])
+    if np.linalg.cond(A0) > 1e10:
+        return None, w
+    rw = np.ones_like(v)
+    coef = None
+    for _ in range(5):
+        ww = w * rw
+        try:
+            coef = np.linalg.solve(X.T @ (X * ww[:, None]), X.T @ (ww * v))
+        except np.linalg.LinAlgError:
+            return None, w
+        res = v - X @ coef
+        sc = 1.4826 * _wmedian(np.abs(res), w)
+        if not sc > 0:
+            break
+        u = res / (4.685 * sc)
+        rw = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+        if np.count_nonzero(rw) < 2 * X.shape[1]:
+            return None, w
+    return coef, w * rw
+
+
+@dataclass
+class _SmoothModel:
+    """A low-order polynomial of one PSF parameter over the whole image (as
+    PSFEx's position-dependent PSF), fitted to every used star of every
+    channel with robust weights: one constant per channel plus spatial terms
+    shared by the channels (the optics and the seeing vary across the field
+    alike in every channel; chromatic differences are the per-channel
+    constants). The degree (0, 1 or 2) is chosen by robust leave-one-out
+    error where the stars allow it."""
+
+    coef: np.ndarray
+    degree: int
+    channels: int
+    centre: tuple[float, float]
+    scale: float
+
+    @classmethod
+    def fit(cls, v, x, y, w, group, channels, shape) -> "_SmoothModel":
+        """Fit degrees 0, 1 and 2 (where the stars allow: MODEL_STARS_PER_TERM
+        effective stars per term, spread over the image) and keep the one of
+        least robust leave-one-out error (a higher degree must win by 5 %)."""
+        h, wd = shape
+        cy, cx, sc = (h - 1) / 2.0, (wd - 1) / 2.0, max(h, wd) / 2.0
+        nx_, ny_ = (x - cx) / sc, (y - cy) / sc
+        onehot = (group[:, None] == np.arange(channels)[None, :]).astype(float)
+        present = onehot.any(axis=0)
+        neff = w.sum() ** 2 / max(np.sum(w * w), 1e-300)
+        best, best_score = None, np.inf
+        # simplest first: one shared constant, then one per channel; then
+        # degrees 1 and 2; a richer model must lower the error by 5 %
+        options = [(0, False)] + ([(0, True)] if present.sum() > 1 else [])
+        options += [(d, o) for d in (1, 2) for o in ((False, True) if present.sum() > 1 else (False,))]
+        for degree, per_channel in options:
+            const = onehot[:, present] if per_channel else np.ones((v.size, 1))
+            X = np.column_stack([const, _poly_terms(nx_, ny_, degree)[:, 1:]])
+            if degree and not (neff >= MODEL_STARS_PER_TERM * X.shape[1] and np.ptp(nx_) > 0.5 and np.ptp(ny_) > 0.5):
+                break
+            coef, ww = _robust_poly(v, X, w)
+            if coef is None:
+                continue
+            # leave-one-out residuals of the final weighted fit: r / (1 - h_ii)
+            A = X.T @ (X * ww[:, None])
+            hii = np.einsum("ij,jk,ik->i", X, np.linalg.pinv(A), X) * ww
+            loo = (v - X @ coef) / np.maximum(1.0 - hii, 0.05)
+            score = _wmedian(loo * loo, w)
+            if score < MODEL_MARGIN * best_score:
+                k = const.shape[1]
+                full = np.zeros(channels + coef.size - k)
+                if per_channel:
+                    full[:channels][present] = coef[:k]
+                    full[:channels][~present] = np.median(coef[:k])
+                else:
+                    full[:channels] = coef[0]
+                full[channels:] = coef[k:]
+                best, best_score = cls(coef=full, degree=degree, channels=channels, centre=(cy, cx), scale=sc), score
+        if best is None:  # too few stars to fit anything: per-channel weighted medians
+            full = np.array([_wmedian(v[group == c], w[group == c]) if np.any(group == c) else np.nan for c in range(channels)])
+            full[~np.isfinite(full)] = _wmedian(v, w)
+            best = cls(coef=full, degree=0, channels=channels, centre=(cy, cx), scale=sc)
+        return best
+
+    def __call__(self, y, x, channel: int) -> np.ndarray:
+        nx_ = (np.atleast_1d(np.asarray(x, float)) - self.centre[1]) / self.scale
+        ny_ = (np.atleast_1d(np.asarray(y, float)) - self.centre[0]) / self.scale
+        return self.coef[channel] + _poly_terms(nx_, ny_, self.degree)[:, 1:] @ self.coef[self.channels :]
 
 
 def _clip_outliers(fwhm: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -332,8 +451,8 @@ def _typical_fwhm(lum: np.ndarray, sigma: float, satmask: np.ndarray, crop: int 
         fg, v = wider, sizes_at(wider)
     if v.size < 5:
         return DEFAULT_FWHM
+    typical = typical_size(v)
     for _ in range(3):
-        typical = typical_size(v)
         if not np.isfinite(typical):
             break
         if 0.8 * fg <= typical <= 1.25 * fg:
@@ -343,6 +462,8 @@ def _typical_fwhm(lum: np.ndarray, sigma: float, satmask: np.ndarray, crop: int 
         v = sizes_at(fg)
         if v.size < 5:
             break
+        # refine around the previous estimate: the windows now fit the stars
+        typical = typical_size(v, near=fg)
     return float(fg)
 
 
@@ -378,6 +499,12 @@ def measure_psf_field(
     ).field
 
 
+def _put(a: np.ndarray, idx: np.ndarray, v: np.ndarray) -> np.ndarray:
+    out = a.copy()
+    out[idx] = v
+    return out
+
+
 def _fit_chosen(a: np.ndarray, cand: Candidates, bg: Background, fg: float, c_n: int) -> StarTable:
     r = int(np.clip(np.ceil(2.5 * fg), 6, 22))
     n = len(cand)
@@ -390,6 +517,16 @@ def _fit_chosen(a: np.ndarray, cand: Candidates, bg: Background, fg: float, c_n:
         st = _stamps(a[c], iy, ix, r, fill=np.nan).astype(np.float64)
         noise = bg.sigma[c] if bg.sigma[c] > 0 else 1.0
         f = fit_stars(st, x0, y0, fwhm_guess=fg, noise=noise)
+        # most fits still walking when the iterations ran out: the profile is
+        # far from a Moffat of moderate beta (trailed or defocused stars, near
+        # the Gaussian limit beta -> infinity, where beta barely changes the
+        # chi-square); those stars get more iterations. Where it is only a
+        # few stars (blends, nebulosity) they stay unconverged and unused
+        nc = (f.flags & FLAG_NOT_CONVERGED != 0) & (f.snr >= MIN_SNR)
+        if nc.sum() > 0.5 * np.sum(f.snr >= MIN_SNR):
+            j = np.nonzero(f.flags & FLAG_NOT_CONVERGED)[0]
+            g = fit_stars(st[j], x0[j], y0[j], fwhm_guess=fg, noise=noise, max_iter=SLOW_MAX_ITER)
+            f = StarFits(**{k: _put(getattr(f, k), j, getattr(g, k)) for k in f.__dataclass_fields__})
         parts.append((c, f))
     out = []
     for c, f in parts:
@@ -416,7 +553,19 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
 
     usable = None
     if table is not None and len(table):
-        usable = (table.flags == 0) & (table.snr >= MIN_SNR) & np.isfinite(table.fwhm)
+        # a fit at the upper beta bound is usable where it is what most stars
+        # of the channel do: beta -> infinity is the Gaussian limit, where
+        # trailed or defocused stars legitimately go (beta is then
+        # undetermined, not the width or the shape); where only a few stars
+        # do it they are noisy or contaminated, and a fit at the lower bound
+        # is never used (blends, nebulosity under the wings)
+        flags = table.flags.copy()
+        for c in range(c_n):
+            inc = (table.channel == c) & (table.snr >= MIN_SNR) & ((table.flags & ~FLAG_BETA_BOUND) == 0)
+            high = inc & (table.flags & FLAG_BETA_BOUND != 0) & (table.beta > np.sqrt(BETA_BOUNDS[0] * BETA_BOUNDS[1]))
+            if high.sum() >= 0.5 * inc.sum():  # the image's PSF, not an odd star
+                flags[high] &= ~FLAG_BETA_BOUND
+        usable = (flags == 0) & (table.snr >= MIN_SNR) & np.isfinite(table.fwhm)
     if usable is None or not usable.any():
         msg = (
             f"no usable stars found: the PSF is the default round Moffat of FWHM {DEFAULT_FWHM:g} px and "
@@ -431,11 +580,11 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
 
     boxes = grid.boxes()
     tile = grid.tile
+    per = {}
     for c in range(c_n):
         sel = np.nonzero((table.channel == c) & usable)[0]
         if sel.size == 0:
-            # this channel has nothing: copy another channel's stars' medians
-            continue
+            continue  # this channel has nothing: filled from the others below
         # stars are the narrowest sources: drop fits much wider than the lower
         # envelope of the fitted FWHMs (nebula knots, galaxies the detector let
         # through) or much narrower (hot-pixel clusters)
@@ -443,12 +592,41 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
         if np.isfinite(typ):
             sel = sel[(table.fwhm[sel] <= 1.6 * typ) & (table.fwhm[sel] >= 0.5 * typ)]
         pv = np.column_stack([getattr(table, n)[sel] for n in PARAM_NAMES])
+        # global outlier clip (catches blends / knots the detector let through)
+        keep_all = _clip_outliers(pv[:, 0], pv[:, 1])
+        per[c] = (sel, pv, keep_all)
+    # the image's smooth model of each parameter, all channels together; its
+    # weights are the inverse variance of a star's value with a floor for the
+    # star-to-star scatter no S/N removes (blends, sampling, the model's own
+    # mismatch), so faint stars still shape the surface. FWHM and beta are
+    # modelled in log (a chromatic change is a factor)
+    models = []
+    if per:
+        ms = np.concatenate([per[c][0][per[c][2]] for c in per])
+        mg = table.channel[ms]
+        for p, n in enumerate(PARAM_NAMES):
+            cap = SNR_WEIGHT_CAP if n == "beta" else MODEL_SNR_CAP
+            mw = 1.0 / (1.0 / np.maximum(table.snr[ms], 1.0) ** 2 + 1.0 / cap**2)
+            v = getattr(table, n)[ms]
+            models.append(_SmoothModel.fit(np.log(v) if p < 2 else v, table.x[ms], table.y[ms], mw, mg, c_n, shape))
+    n_model = int(sum(int(np.sum(per[c][2])) for c in per))
+
+    if per:
+        # the model is not extrapolated: outside the stars' bounding box it
+        # holds the value at the box's edge
+        mx0, mx1 = float(table.x[ms].min()), float(table.x[ms].max())
+        my0, my1 = float(table.y[ms].min()), float(table.y[ms].max())
+
+    def model_at(p, y, x, c):
+        r = models[p](np.clip(y, my0, my1), np.clip(x, mx0, mx1), c)
+        return np.exp(r) if p < 2 else r
+
+    for c in per:
+        sel, pv, keep_all = per[c]
         # precision weights: a star's parameter errors scale as 1/SNR (capped so
         # that a few bright stars do not outvote all the others)
         sw = np.clip(table.snr[sel], 1.0, SNR_WEIGHT_CAP) ** 2
         sx, sy = table.x[sel], table.y[sel]
-        # global outlier clip (catches blends / knots the detector let through)
-        keep_all = _clip_outliers(pv[:, 0], pv[:, 1])
         own_sets = {}
         for k, (y0, x0, y1, x1) in enumerate(boxes):
             iy_, ix_ = divmod(k, nx)
@@ -458,6 +636,7 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
             ids = ids[keep & keep_all[ids]]
             own_sets[(iy_, ix_)] = ids
             table.used[sel[ids]] = True
+        allk = np.nonzero(keep_all)[0]
         for iy_ in range(ny):
             for ix_ in range(nx):
                 ids = own_sets[(iy_, ix_)]
@@ -469,28 +648,30 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
                     near = np.nonzero(keep_all & (np.abs(sx - xs[ix_]) < tile) & (np.abs(sy - ys[iy_]) < tile))[0]
                     ddx, ddy = sx[near] - xs[ix_], sy[near] - ys[iy_]
                     wts = np.exp(-0.5 * (ddx * ddx + ddy * ddy) / (0.3 * tile) ** 2) * sw[near]
+                    neff = wts.sum() ** 2 / max(np.sum(wts * wts), 1e-300)
+                    if neff >= LOCAL_NEFF or n_model < min_stars:
+                        for p in range(P):
+                            values[c, p, iy_, ix_] = _local_linear(pv[near, p], ddx / tile, ddy / tile, wts, quadratic=(p == 0))
+                            scatter[c, p, iy_, ix_] = _robust(pv[ids, p])[1]
+                        origin[c, iy_, ix_] = ORIGINS.index("own")
+                        continue
+                if n_model >= min_stars:
+                    # too few stars of its own: the image's smooth model, which
+                    # the stars nearest the node dominate where it bends
                     for p in range(P):
-                        values[c, p, iy_, ix_] = _local_linear(pv[near, p], ddx / tile, ddy / tile, wts, quadratic=(p == 0))
-                        scatter[c, p, iy_, ix_] = _robust(pv[ids, p])[1]
-                    origin[c, iy_, ix_] = ORIGINS.index("own")
+                        values[c, p, iy_, ix_] = model_at(p, ys[iy_], xs[ix_], c)[0]
+                        scatter[c, p, iy_, ix_] = _robust(pv[ids, p] if ids.size >= 2 else pv[allk, p])[1]
+                    origin[c, iy_, ix_] = ORIGINS.index("model")
                     continue
-                # borrow: own tile + the 8 neighbours, weighted by distance to the node
-                nb = np.unique(np.concatenate([
-                    own_sets[(j, i)]
-                    for j in range(max(0, iy_ - 1), min(ny, iy_ + 2))
-                    for i in range(max(0, ix_ - 1), min(nx, ix_ + 2))
-                ]))
-                if nb.size >= min_stars:
-                    d2 = (sx[nb] - xs[ix_]) ** 2 + (sy[nb] - ys[iy_]) ** 2
-                    wts = np.exp(-0.5 * d2 / (0.6 * tile) ** 2) * sw[nb]
-                    for p in range(P):
-                        values[c, p, iy_, ix_], scatter[c, p, iy_, ix_] = _robust(pv[nb, p], wts)
-                    origin[c, iy_, ix_] = ORIGINS.index("neighbours")
-                    continue
-                allk = np.nonzero(keep_all)[0]
                 for p in range(P):
                     values[c, p, iy_, ix_], scatter[c, p, iy_, ix_] = _robust(pv[allk, p], sw[allk])
                 origin[c, iy_, ix_] = ORIGINS.index("image")
+        nm = int(np.sum(origin[c] == ORIGINS.index("model")))
+        if nm:
+            notes.append(
+                f"{names[c]}: {nm} of {ny * nx} tiles had too few stars of their own and use a smooth model of the "
+                f"{n_model} star fits of the whole image (FWHM polynomial of degree {models[0].degree} in x, y)"
+            )
         nn = int(np.sum(origin[c] == ORIGINS.index("neighbours")))
         ni = int(np.sum(origin[c] == ORIGINS.index("image")))
         n_used = int(np.sum(keep_all))
