@@ -655,15 +655,32 @@ class TileStars:
         Detection significance (luminance noise sigmas).
     radius : int
         Half size (px) of the stamps.
+    shift : (C, 2, 3) ndarray or None
+        Per channel, the offset (dy, dx) of the channel's star images from the
+        luminance positions as a linear function of position:
+        ``shift[c] @ (1, (x - x0) / s, (y - y0) / s)`` with ``(y0, x0, s) =
+        shift_frame`` (lateral chromatic aberration); None = no offsets.
+    shift_frame : (y0, x0, s)
     """
 
     x: np.ndarray
     y: np.ndarray
     peak: np.ndarray
     radius: int
+    shift: np.ndarray | None = None
+    shift_frame: tuple[float, float, float] = (0.0, 0.0, 1.0)
 
     def __len__(self) -> int:
         return int(self.x.size)
+
+    def channel_shift(self, y: np.ndarray | float, x: np.ndarray | float, channels: int) -> np.ndarray:
+        """(C, 2, N) offsets (dy, dx) of each channel at points (zeros without ``shift``)."""
+        yy, xx = np.atleast_1d(np.asarray(y, float)), np.atleast_1d(np.asarray(x, float))
+        if self.shift is None:
+            return np.zeros((channels, 2, yy.size))
+        y0, x0, sc = self.shift_frame
+        V = np.stack([np.ones_like(xx), (xx - x0) / sc, (yy - y0) / sc])  # (3, N)
+        return np.einsum("cka,an->ckn", self.shift, V)
 
 
 def _fourier_shift(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
@@ -807,6 +824,7 @@ def star_models(maps: np.ndarray, stars: TileStars) -> list[np.ndarray]:
     ix = np.round(stars.x).astype(int)
     jy = np.clip(iy, 0, mp.shape[2] - 1)
     jx = np.clip(ix, 0, mp.shape[3] - 1)
+    off = stars.channel_shift(stars.y, stars.x, c)
     out = []
     for ch in range(c):
         ks = np.empty((len(stars), 2 * r + 1, 2 * r + 1))
@@ -815,7 +833,7 @@ def star_models(maps: np.ndarray, stars: TileStars) -> list[np.ndarray]:
             f = max(m["fwhm"], 0.3)
             size = int(min(max(2 * r + 1, kernel_size_for(f, m["beta"], m["ellipticity"])), 127)) | 1
             k = moffat_kernel(f, m["beta"], m["ellipticity"], m["angle"], size=size,
-                              shift=(float(stars.y[i] - iy[i]), float(stars.x[i] - ix[i])))
+                              shift=(float(stars.y[i] - iy[i] + off[ch, 0, i]), float(stars.x[i] - ix[i] + off[ch, 1, i])))
             h = size // 2
             ks[i] = k[h - r : h + r + 1, h - r : h + r + 1]
         out.append(ks)
@@ -852,6 +870,51 @@ def refine_positions(tile: np.ndarray, background: np.ndarray, sigma: np.ndarray
                 x[i] += float(np.clip(-coef[2] / coef[0], -0.5, 0.5))
                 y[i] += float(np.clip(-coef[3] / coef[0], -0.5, 0.5))
         stars = TileStars(x, y, stars.peak, r)
+        models = star_models(maps, stars)
+    if c > 1 and len(x) >= EPSF_MIN_STARS:
+        stars, models = _channel_shifts(t, background, sig, stars, models, maps)
+    return stars, models
+
+
+def _channel_shifts(t: np.ndarray, background: np.ndarray, sig: np.ndarray, stars: TileStars,
+                    models: list[np.ndarray], maps: np.ndarray, iterations: int = 2) -> tuple[TileStars, list[np.ndarray]]:
+    """Per-channel offsets of the stars from their luminance positions, fitted
+    as a linear function of position (lateral chromatic aberration grows
+    linearly from the optical axis): per star and channel a linearised shift
+    against the channel's model, then a weighted (S/N squared, capped) least
+    squares plane per channel and offset component, 3-sigma clipped."""
+    c = t.shape[0]
+    r = stars.radius
+    h, w = t.shape[1:]
+    frame = ((h - 1) / 2.0, (w - 1) / 2.0, max(h, w) / 2.0)
+    V = np.stack([np.ones_like(stars.x), (stars.x - frame[1]) / frame[2], (stars.y - frame[0]) / frame[2]], axis=1)
+    coef = np.zeros((c, 2, 3))
+    one = np.ones((2 * r + 1) ** 2)
+    for _ in range(iterations):
+        for ch in range(c):
+            st, _, _ = _stamps(t[ch] - background[ch], stars.x, stars.y, r)
+            e = np.zeros((len(stars), 2))
+            wt = np.zeros(len(stars))
+            for i in range(len(stars)):
+                gy, gx = np.gradient(models[ch][i])
+                A = np.stack([models[ch][i].ravel(), one, gx.ravel(), gy.ravel()], axis=1)
+                cf, *_ = np.linalg.lstsq(A, st[i].ravel(), rcond=None)
+                if cf[0] > 0:
+                    e[i] = np.clip([-cf[3] / cf[0], -cf[2] / cf[0]], -1.0, 1.0)
+                    wt[i] = min(cf[0] / sig[ch], 200.0) ** 2
+            for k in range(2):
+                keep = wt > 0
+                for _clip in range(3):
+                    if keep.sum() < EPSF_MIN_STARS:
+                        break
+                    sw = np.sqrt(wt[keep])
+                    d, *_ = np.linalg.lstsq(V[keep] * sw[:, None], e[keep, k] * sw, rcond=None)
+                    res = e[:, k] - V @ d
+                    mad = 1.4826 * np.median(np.abs(res[keep])) + 1e-6
+                    keep = (wt > 0) & (np.abs(res) <= 3.0 * mad)
+                else:
+                    coef[ch, k] += d
+        stars = TileStars(stars.x, stars.y, stars.peak, r, coef.copy(), frame)
         models = star_models(maps, stars)
     return stars, models
 
@@ -971,12 +1034,15 @@ def empirical_psf(
     sig = np.broadcast_to(np.asarray(sigma, float), (c,))
     bg = np.broadcast_to(np.asarray(background, float), t.shape)
     gains = list(gains) if gains is not None else [None] * c
+    off = stars.channel_shift(sy, sx, c)  # (C, 2, N)
+    at = stars.channel_shift(centre[0], centre[1], c)[:, :, 0]  # (C, 2)
     out = []
     for ch in range(c):
         st, dy, dx = _stamps(t[ch] - bg[ch], sx, sy, r)
-        core = _stack(st, dy, dx, base[ch][k0 - r : k0 + r + 1, k0 - r : k0 + r + 1], mods[ch], float(sig[ch]),
-                      gains[ch], sp)
-        out.append(_hybrid(core, base[ch]))
+        b = base[ch] if not at[ch].any() else np.maximum(_fourier_shift(base[ch], at[ch, 0], at[ch, 1]), 0.0)
+        core = _stack(st, dy + off[ch, 0], dx + off[ch, 1], b[k0 - r : k0 + r + 1, k0 - r : k0 + r + 1], mods[ch],
+                      float(sig[ch]), gains[ch], sp)
+        out.append(_hybrid(core, b))
     # a star's position is its flux centroid: move the kernels so that the
     # (mean) kernel's centroid is at the centre; shifts between the channels
     # (lateral chromatic aberration) are kept, and so corrected
