@@ -25,20 +25,23 @@ SIGMA = 1.0
 TRAIL = Optics(fwhm=3.0, beta=3.0, trail=6.0, trail_angle=20.0)
 
 
-def _field_image(optics_per_channel, seed=0, n=45):
+def _field_image(optics_per_channel, seed=0, n=45, lateral=None):
     """Stars at sub-pixel positions rendered exactly (Fourier) with each
-    channel's optics, plus Gaussian noise; also the true kernels."""
+    channel's optics (and, with ``lateral``, a per-channel shift of
+    ``lateral[c] * (x - centre) / half-width`` px along x), plus Gaussian
+    noise; also the true kernels."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(24, N - 24, n)
     y = rng.uniform(24, N - 24, n)
     flux = 10 ** rng.uniform(3.0, 4.0, n)
     q = np.fft.fftfreq(N)
     qy, qx = q[:, None], q[None, :]
-    sky = np.zeros((N, N), complex)
-    for xi, yi, fi in zip(x, y, flux):
-        sky += fi * np.exp(-2j * np.pi * (qx * xi + qy * yi))
     chans, kernels = [], []
-    for o in optics_per_channel:
+    for ch, o in enumerate(optics_per_channel):
+        sky = np.zeros((N, N), complex)
+        dx = np.zeros(n) if lateral is None else lateral[ch] * (x - (N - 1) / 2) / (N / 2)
+        for xi, yi, fi in zip(x + dx, y, flux):
+            sky += fi * np.exp(-2j * np.pi * (qx * xi + qy * yi))
         chans.append(np.fft.ifft2(sky * otf_grid(o, qx, qy, centred=False)).real + rng.normal(0, SIGMA, (N, N)))
         kq = np.fft.fftfreq(82)
         kernels.append(kernel_from_otf(otf_grid(o, kq[None, :], kq[:, None], centred=False), 41))
@@ -93,6 +96,21 @@ def test_empirical_psf_keeps_the_lateral_shift_between_channels():
         cx.append(float(np.sum(core * np.arange(-6, 7)[None, :]) / core.sum()))
     assert cx[2] - cx[0] == pytest.approx(0.8, abs=0.1)
     assert np.mean(cx) == pytest.approx(0.0, abs=0.05)
+
+
+def test_channel_offsets_follow_a_lateral_shift_across_the_field():
+    o = Optics(fwhm=3.2, beta=3.0)
+    img, _ = _field_image([o, o, o], seed=4, n=60, lateral=(-0.5, 0.0, 0.5))
+    field = PSFField.uniform((N, N), 3, 3.2, 3.0)
+    bg = np.zeros_like(img)
+    sig = np.full(3, SIGMA)
+    stars = find_tile_stars(img, bg, sig, 3.2)
+    stars, _ = refine_positions(img, bg, sig, stars, field.maps(0, 0, N, N))
+    xs = np.array([40.0, 128.0, 216.0])
+    d = stars.channel_shift(np.full(3, 128.0), xs, 3)  # (C, 2, N)
+    expect = 1.0 * (xs - (N - 1) / 2) / (N / 2)  # blue minus red
+    assert np.allclose(d[2, 1] - d[0, 1], expect, atol=0.1)
+    assert np.allclose(d[2, 0] - d[0, 0], 0.0, atol=0.1)  # nothing along y
 
 
 def test_stars_whose_stamps_leave_the_data_are_not_used():
