@@ -638,6 +638,10 @@ residual varies slowly: trails are the same everywhere, coma turns slowly)."""
 EPSF_MIN_STARS = 6
 """Fewest usable stars for an empirical PSF; with fewer the Moffat model of the
 measured field is used."""
+EPSF_MAX_STARS = 120
+"""At most this many (the most significant) stars per tile enter the
+empirical PSFs (their weights grow as their flux squared: fainter ones add
+little but time)."""
 EPSF_MIN_PEAK = 20.0
 """Matched-filter significance (luminance noise sigmas) a star needs to enter
 an empirical PSF."""
@@ -683,13 +687,24 @@ class TileStars:
         return np.einsum("cka,an->ckn", self.shift, V)
 
 
-def _fourier_shift(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """``a`` moved by (dy, dx) px (band-limited interpolation; the stamps are
+def _fourier_shift(a: np.ndarray, dy, dx) -> np.ndarray:
+    """``a`` (..., s, s) moved by (dy, dx) px (scalars or arrays over the
+    leading axis; band-limited interpolation: the stamps are
     background-free, so wrap-around is negligible)."""
     F = np.fft.fft2(a)
-    qy = np.fft.fftfreq(a.shape[0])[:, None]
-    qx = np.fft.fftfreq(a.shape[1])[None, :]
+    qy = np.fft.fftfreq(a.shape[-2])[:, None]
+    qx = np.fft.fftfreq(a.shape[-1])[None, :]
+    dy = np.asarray(dy, float)[..., None, None]
+    dx = np.asarray(dx, float)[..., None, None]
     return np.fft.ifft2(F * np.exp(-2j * np.pi * (qy * dy + qx * dx))).real
+
+
+def _lsq(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched least squares: A (n, P, k), b (n, P) -> (n, k) (normal
+    equations with a tiny ridge for singular systems)."""
+    N = np.einsum("npk,npl->nkl", A, A)
+    N += 1e-12 * np.trace(N, axis1=1, axis2=2)[:, None, None] * np.eye(A.shape[2])[None] + 1e-300 * np.eye(A.shape[2])[None]
+    return np.linalg.solve(N, np.einsum("npk,np->nk", A, b)[..., None])[..., 0]
 
 
 def _stamps(img: np.ndarray, x: np.ndarray, y: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -758,16 +773,12 @@ def _stack(
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     outer = np.hypot(yy, xx) >= RAMP_INNER * r
     for _ in range(rounds):
-        amp = np.zeros(n)
-        res = np.empty(stamps.shape)
-        fm = np.empty(stamps.shape)
-        for i in range(n):
-            rt = _fourier_shift(ramp * resid, dy[i], dx[i]) if np.any(resid) else 0.0
-            fm[i] = models[i] + rt
-            coef, *_ = np.linalg.lstsq(np.stack([fm[i].ravel(), one], axis=1), stamps[i].ravel(), rcond=None)
-            amp[i] = coef[0]
-            a_ = coef[0] if coef[0] > 0 else 1.0
-            res[i] = _fourier_shift((stamps[i] - coef[1]) / a_ - models[i], -dy[i], -dx[i])
+        fm = models + (_fourier_shift(np.broadcast_to(ramp * resid, stamps.shape), dy, dx) if np.any(resid) else 0.0)
+        A = np.stack([fm.reshape(n, -1), np.broadcast_to(one, (n, one.size))], axis=2)
+        coef = _lsq(A, stamps.reshape(n, -1))
+        amp = coef[:, 0]
+        a_ = np.where(amp > 0, amp, 1.0)[:, None, None]
+        res = _fourier_shift((stamps - coef[:, 1, None, None]) / a_ - models, -dy, -dx)
         ok = amp > 0
         a3 = np.where(ok, amp, 1.0)[:, None, None]
         sig_pix = np.sqrt(sigma**2 + (np.maximum(fm, 0) * a3 / gain if gain else 0.0)) / a3
@@ -830,18 +841,25 @@ def star_models(maps: np.ndarray, stars: TileStars) -> list[np.ndarray]:
         ks = np.empty((len(stars), 2 * r + 1, 2 * r + 1))
         for i in range(len(stars)):
             m = _moffat_from_maps(mp[ch, :, jy[i], jx[i]])
-            f = max(m["fwhm"], 0.3)
-            size = int(min(max(2 * r + 1, kernel_size_for(f, m["beta"], m["ellipticity"])), 127)) | 1
-            k = moffat_kernel(f, m["beta"], m["ellipticity"], m["angle"], size=size,
-                              shift=(float(stars.y[i] - iy[i] + off[ch, 0, i]), float(stars.x[i] - ix[i] + off[ch, 1, i])))
-            h = size // 2
-            ks[i] = k[h - r : h + r + 1, h - r : h + r + 1]
+            # not normalised: the stamp holds the part of the unit-flux profile that falls in it
+            ks[i] = moffat_kernel(max(m["fwhm"], 0.3), m["beta"], m["ellipticity"], m["angle"], size=2 * r + 1,
+                                  shift=(float(stars.y[i] - iy[i] + off[ch, 0, i]), float(stars.x[i] - ix[i] + off[ch, 1, i])),
+                                  normalize=False)
         out.append(ks)
     return out
 
 
+def _shift_fit(models: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Per star, least squares of the stamp on (model, 1, d model/dx,
+    d model/dy): (N, 4) coefficients (amplitude, sky, -a ex, -a ey)."""
+    n = len(models)
+    gy, gx = np.gradient(models, axis=(1, 2))
+    A = np.stack([models.reshape(n, -1), np.ones((n, models[0].size)), gx.reshape(n, -1), gy.reshape(n, -1)], axis=2)
+    return _lsq(A, stamps.reshape(n, -1))
+
+
 def refine_positions(tile: np.ndarray, background: np.ndarray, sigma: np.ndarray, stars: TileStars,
-                     maps: np.ndarray, iterations: int = 2) -> tuple[TileStars, list[np.ndarray]]:
+                     maps: np.ndarray, iterations: int = 1) -> tuple[TileStars, list[np.ndarray]]:
     """Star positions refined on the luminance by least squares against the
     measured Moffat models (linearised shift, ``iterations`` Gauss-Newton
     steps of at most 0.5 px each), and the models at the new positions.
@@ -857,18 +875,15 @@ def refine_positions(tile: np.ndarray, background: np.ndarray, sigma: np.ndarray
     x, y = stars.x.astype(float).copy(), stars.y.astype(float).copy()
     r = stars.radius
     models = star_models(maps, stars)
-    one = np.ones((2 * r + 1) ** 2)
     for _ in range(iterations):
         st, _, _ = _stamps(lum, x, y, r)
         lm = sum(models) / c
-        for i in range(len(x)):
-            gy, gx = np.gradient(lm[i])
-            A = np.stack([lm[i].ravel(), one, gx.ravel(), gy.ravel()], axis=1)
-            coef, *_ = np.linalg.lstsq(A, st[i].ravel(), rcond=None)
-            if coef[0] > 0:
-                # data ~ a (m - ex gx - ey gy): the star lies (ex, ey) further
-                x[i] += float(np.clip(-coef[2] / coef[0], -0.5, 0.5))
-                y[i] += float(np.clip(-coef[3] / coef[0], -0.5, 0.5))
+        coef = _shift_fit(lm, st)
+        ok = coef[:, 0] > 0
+        a_ = np.where(ok, coef[:, 0], 1.0)
+        # data ~ a (m - ex gx - ey gy): the star lies (ex, ey) further
+        x += np.where(ok, np.clip(-coef[:, 2] / a_, -0.5, 0.5), 0.0)
+        y += np.where(ok, np.clip(-coef[:, 3] / a_, -0.5, 0.5), 0.0)
         stars = TileStars(x, y, stars.peak, r)
         models = star_models(maps, stars)
     if c > 1 and len(x) >= EPSF_MIN_STARS:
@@ -877,7 +892,7 @@ def refine_positions(tile: np.ndarray, background: np.ndarray, sigma: np.ndarray
 
 
 def _channel_shifts(t: np.ndarray, background: np.ndarray, sig: np.ndarray, stars: TileStars,
-                    models: list[np.ndarray], maps: np.ndarray, iterations: int = 2) -> tuple[TileStars, list[np.ndarray]]:
+                    models: list[np.ndarray], maps: np.ndarray, iterations: int = 1) -> tuple[TileStars, list[np.ndarray]]:
     """Per-channel offsets of the stars from their luminance positions, fitted
     as a linear function of position (lateral chromatic aberration grows
     linearly from the optical axis): per star and channel a linearised shift
@@ -889,19 +904,14 @@ def _channel_shifts(t: np.ndarray, background: np.ndarray, sig: np.ndarray, star
     frame = ((h - 1) / 2.0, (w - 1) / 2.0, max(h, w) / 2.0)
     V = np.stack([np.ones_like(stars.x), (stars.x - frame[1]) / frame[2], (stars.y - frame[0]) / frame[2]], axis=1)
     coef = np.zeros((c, 2, 3))
-    one = np.ones((2 * r + 1) ** 2)
     for _ in range(iterations):
         for ch in range(c):
             st, _, _ = _stamps(t[ch] - background[ch], stars.x, stars.y, r)
-            e = np.zeros((len(stars), 2))
-            wt = np.zeros(len(stars))
-            for i in range(len(stars)):
-                gy, gx = np.gradient(models[ch][i])
-                A = np.stack([models[ch][i].ravel(), one, gx.ravel(), gy.ravel()], axis=1)
-                cf, *_ = np.linalg.lstsq(A, st[i].ravel(), rcond=None)
-                if cf[0] > 0:
-                    e[i] = np.clip([-cf[3] / cf[0], -cf[2] / cf[0]], -1.0, 1.0)
-                    wt[i] = min(cf[0] / sig[ch], 200.0) ** 2
+            cf = _shift_fit(models[ch], st)
+            ok = cf[:, 0] > 0
+            a_ = np.where(ok, cf[:, 0], 1.0)
+            e = np.where(ok[:, None], np.clip(np.stack([-cf[:, 3] / a_, -cf[:, 2] / a_], axis=1), -1.0, 1.0), 0.0)
+            wt = np.where(ok, np.minimum(a_ / sig[ch], 200.0) ** 2, 0.0)
             for k in range(2):
                 keep = wt > 0
                 for _clip in range(3):
@@ -968,6 +978,7 @@ def find_tile_stars(
     ok = (cand.flags == 0) & (cand.peak >= EPSF_MIN_PEAK) & np.isfinite(cand.x) & np.isfinite(cand.y)
     if not ok.any():
         return empty
+    ok[np.cumsum(ok) > EPSF_MAX_STARS] = False  # candidates come brightest first
     return TileStars(cand.x[ok] + x0, cand.y[ok] + y0, cand.peak[ok], r)
 
 
