@@ -25,7 +25,11 @@ __all__ = ["PARAM_NAMES", "ORIGINS", "PSFField"]
 
 PARAM_NAMES = ("fwhm", "beta", "e1", "e2", "asym_x", "asym_y")
 ORIGINS = ("own", "neighbours", "image", "fallback", "manual", "model")
-"""Where a node's values came from (index stored in :attr:`PSFField.origin`)."""
+"""Where a node's values came from (index stored in :attr:`PSFField.origin`):
+its tile's stars (own), neighbouring tiles (neighbours, no longer produced by
+the measurement), the whole-image median (image), the default (fallback), the
+user's diameter (manual), or the smooth polynomial model of all the image's
+stars (model)."""
 
 
 @dataclass

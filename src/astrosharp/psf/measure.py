@@ -10,11 +10,14 @@ Steps (DESIGN.md section 3):
    usable stars of highest significance are chosen; each chosen star is fitted
    once per channel with the pixel-integrated elliptical Moffat
    (:func:`astrosharp.psf.fit.fit_stars`);
-4. per tile and channel, the stars inside the tile give robust aggregates (the
-   median after a 3-sigma clip of FWHM outliers) and their scatter (1.4826 MAD);
-5. a tile with fewer than ``min_stars`` stars borrows the stars of its
-   neighbouring tiles (weighted by distance), then of the whole image; each such
-   node records its origin and the field carries a note;
+4. every parameter is modelled over the whole image, all stars of all
+   channels together, by a robust low-order polynomial in x, y (one constant
+   per channel plus shared spatial terms; degree 0 to 2 chosen by
+   leave-one-out error), as PSFEx does;
+5. per tile node and channel, where enough stars lie around it (``LOCAL_NEFF``
+   effective stars and ``min_stars`` in the tile), a robust local linear fit
+   of those stars at the node; elsewhere the smooth model; each node records
+   its origin and the field carries a note;
 6. with no usable star at all a :class:`~astrosharp.errors.NoStarsWarning` is
    issued and the default PSF (FWHM 3 px, beta ``DEFAULT_BETA``) is used, with a
    note saying so. Estimating the PSF from non-stellar structure is not attempted:
@@ -351,7 +354,8 @@ def measure_psf(
         Saturation level(s) in image units; default: the plateau at each
         channel's maximum, if there is one (:func:`~astrosharp.psf.detect.saturation_level`).
     min_stars : int
-        Stars a tile needs for its own estimate; fewer borrow from neighbours.
+        Stars a tile needs for its own estimate; fewer take the smooth
+        whole-image model.
     max_stars_per_tile : int
         Brightest usable stars fitted per tile (caps the work on rich fields).
     progress : callable(stage: str, fraction: float), optional

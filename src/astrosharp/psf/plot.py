@@ -119,7 +119,7 @@ def plot_psf_field(field, path, image: np.ndarray | None = None, stars=None, dpi
     cax = fig.add_axes([0.9, 0.2 if field.notes else 0.14, 0.015, 0.7 if field.notes else 0.76])
     cb = fig.colorbar(im, cax=cax)
     cb.set_label("FWHM (px)", fontsize=8)
-    foot = f"red whiskers: major axis, length = ellipticity (longest = {emax:.2f}); * = borrowed / fallback node"
+    foot = f"red whiskers: major axis, length = ellipticity (longest = {emax:.2f}); * = node from the whole-image model or a fallback"
     if field.notes:
         foot += "\n" + "; ".join(field.notes)[:220]
     fig.text(0.01, 0.01, foot, fontsize=7, va="bottom")
