@@ -673,7 +673,8 @@ def _aggregate(table: StarTable | None, grid, shape, c_n: int, min_stars: int) -
         nm = int(np.sum(origin[c] == ORIGINS.index("model")))
         if nm:
             notes.append(
-                f"{names[c]}: {nm} of {ny * nx} tiles had too few stars of their own and use a smooth model of the "
+                f"{names[c]}: {nm} of {ny * nx} tiles had too few well-measured stars around them for a local fit "
+                f"(fewer than {min_stars} in the tile or {LOCAL_NEFF:g} effective) and use a smooth model of the "
                 f"{n_model} star fits of the whole image (FWHM polynomial of degree {models[0].degree} in x, y)"
             )
         nn = int(np.sum(origin[c] == ORIGINS.index("neighbours")))
