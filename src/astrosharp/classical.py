@@ -12,6 +12,13 @@ the measured PSF field) to a *target* PSF (from the control formulas of
   step, with the noise power ``N`` from the noise level and the sky power ``P_x``
   estimated from the data's own (radially averaged) power spectrum.
 
+Source kernels (:func:`classical_translate`): each engine tile is worked on in
+sub-tiles of ``CLASSICAL_TILE`` px, each with its own kernel: the measured
+field's Moffat at the sub-tile centre plus the mean departure of the tile's
+stars from their own Moffats (:func:`empirical_psf`, an analytic PSF with an
+empirical residual table), so trails, coma and lateral chromatic shifts that a
+Moffat cannot describe are deconvolved too.
+
 Layers: a classical method has no notion of stars versus non-stellar emission.
 Without a star mask everything goes to the non-stellar layer and the stars layer
 is zero (their sum is the sharpened image). With automatic PSF that single layer
