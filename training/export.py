@@ -130,7 +130,9 @@ def write_manifest(
         "tile_multiple": nn_inputs.TILE_MULTIPLE,
         "training": {
             "data": f"astrosharp.synth.training_example ({data_version}), pool {cfg.get('pool_count')} items "
-            f"seed {cfg.get('pool_seed')}, {cfg.get('patch')} px; validation {cfg.get('val_count')} items seed "
+            f"seed {cfg.get('pool_seed')}"
+            + "".join(f" + {cfg.get('extra_pool_count')} items seed {x}" for x in cfg.get("extra_pool_seeds", []))
+            + f", {cfg.get('patch')} px; validation {cfg.get('val_count')} items seed "
             f"{cfg.get('val_seed')}",
             "steps": int(st.get("step", 0)),
             "batch_size": cfg.get("batch_size"),
