@@ -7,8 +7,8 @@ For each image of ``../shared/data/real`` (and the PixInsight M57 XISF):
 * a seam check: the image is sharpened twice, with the engine's 512 px tiles
   and with tiles of 320 px (a different grid: every seam moves). Where the
   tiles meet, the two results would disagree if the tiling left a mark; the
-  script reports the RMS difference (in noise sigmas) in bands of 8 px around
-  the seams of either grid and elsewhere;
+  script reports the 90th percentile of |difference| (in noise sigmas) in
+  bands of 8 px around the seams of either grid and elsewhere;
 * a picture ``OUT/NAME.png``: the central crop before and after with the same
   stretch, and a zoom on a bright star.
 
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.environ.get("ASTROSHARP_SHARED", "../shared") + "/data")
     ap.add_argument("--out", default="before_after")
+    ap.add_argument("--sharpen-stars", type=float, default=1.0)
+    ap.add_argument("--sharpen-nonstellar", type=float, default=0.5)
     a = ap.parse_args(argv)
 
     import matplotlib
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             img = read_image(path)
             data = img.data
-            p = SharpenParams()
+            p = SharpenParams(sharpen_stars=a.sharpen_stars, sharpen_nonstellar=a.sharpen_nonstellar)
             res = sharpen(data, p, model=model)
             res2 = sharpen(data, p.replace(tile_size=320), model=model)
             before = measure_psf(data)
@@ -96,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         h, w = data.shape[1:]
         diff = (out - res2.image.data) / sig[:, None, None]
         seams = _seam_bands((h, w), 512, p.overlap) | _seam_bands((h, w), 320, p.overlap)
-        rms_seam = float(np.sqrt(np.mean(diff[:, seams] ** 2))) if seams.any() else float("nan")
-        rms_else = float(np.sqrt(np.mean(diff[:, ~seams] ** 2))) if (~seams).any() else float("nan")
+        # robust: the two tilings also differ a little on bright star cores,
+        # wherever they are; a seam would raise the typical difference along the bands
+        rms_seam = float(np.percentile(np.abs(diff[:, seams]), 90)) if seams.any() else float("nan")
+        rms_else = float(np.percentile(np.abs(diff[:, ~seams]), 90)) if (~seams).any() else float("nan")
         sb = before.stars.select(before.stars.used)
         sa = after.stars.select(after.stars.used)
         fb = float(np.median(sb.fwhm)) if len(sb) else float("nan")
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         lum_in = data.mean(axis=0)
         lum_out = out.mean(axis=0)
         lvl = float(np.median(np.asarray(bg.level)))
-        lo, hi = lvl - 2 * float(sig.mean()), float(np.percentile(lum_in, 99.7))
+        lo, hi = lvl - float(sig.mean()), float(np.percentile(lum_in, 99.95))
         c = min(h, w, 384)
         y0, x0 = (h - c) // 2, (w - c) // 2
         crop = (slice(y0, y0 + c), slice(x0, x0 + c))
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         ax[0, 1].imshow(_stretch(lum_out[crop], lo, hi), cmap="gray", origin="lower")
         ax[0, 1].set_title(f"after: FWHM {fa:.2f} px, e {ea:.3f}")
         if len(sb):
-            j = int(np.argsort(sb.flux)[len(sb) * 3 // 4])
+            j = int(np.argsort(sb.flux)[len(sb) * 9 // 10])
             sy, sx = int(round(sb.y[j])), int(round(sb.x[j]))
         else:
             sy, sx = h // 2, w // 2
@@ -130,19 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         ax[1, 0].imshow(_stretch(lum_in[zs], lo, zhi), cmap="gray", origin="lower", interpolation="nearest")
         ax[1, 0].set_title("before (zoom, star)")
         ax[1, 1].imshow(_stretch(lum_out[zs], lo, zhi), cmap="gray", origin="lower", interpolation="nearest")
-        ax[1, 1].set_title(f"after (zoom); seams: RMS diff {rms_seam:.2f} vs {rms_else:.2f} sigma")
+        ax[1, 1].set_title(f"after (zoom); tilings differ (p90) {rms_seam:.3f} sigma at seams, {rms_else:.3f} elsewhere")
         for aa in ax.ravel():
             aa.set_xticks([])
             aa.set_yticks([])
-        fig.suptitle(f"{path.name}: astrosharp (sharpen stars 0.25, non-stellar 0.9)")
+        fig.suptitle(f"{path.name}: astrosharp (sharpen stars {p.sharpen_stars:g}, non-stellar {p.sharpen_nonstellar:g})")
         fig.tight_layout()
         fig.savefig(out_dir / (path.stem.replace(" ", "_") + ".png"), dpi=80)
         plt.close(fig)
 
     print(f"{'image':56s} {'shape':>16s} {'n* in':>5s} {'out':>4s} {'FWHM in':>8s} {'out':>6s} {'ratio':>6s} {'e in':>6s} {'e out':>6s} "
-          f"{'seam rms':>8s} {'else':>6s}")
+          f"{'seam p90':>8s} {'else':>6s}")
     for name, shape, n, n2, fb, fa, eb, ea, rs, re in rows:
-        print(f"{name:56s} {str(shape):>16s} {n:5d} {n2:4d} {fb:8.2f} {fa:6.2f} {fa / fb:6.3f} {eb:6.3f} {ea:6.3f} {rs:8.3f} {re:6.3f}")
+        print(f"{name:56s} {str(shape):>16s} {n:5d} {n2:4d} {fb:8.2f} {fa:6.2f} {fa / fb:6.3f} {eb:6.3f} {ea:6.3f} {rs:8.4f} {re:6.4f}")
     return 0
 
 
