@@ -285,3 +285,27 @@ def test_public_api_names_resolve():
     assert astrosharp.sharpen is sharpen and astrosharp.SharpenResult is SharpenResult
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         astrosharp.nonexistent  # noqa: B018
+
+
+def test_manual_psf_is_the_source_when_too_few_stars_are_found():
+    # a star-poor frame (three compact sources on smooth emission): with a manual
+    # PSF diameter, a handful of detections must not set the source PSF
+    from astrosharp.params import SharpenParams
+    from astrosharp.pipeline import sharpen
+    from astrosharp.psf.field import ORIGINS
+    from astrosharp.psf.moffat import moffat_kernel
+
+    rng = np.random.default_rng(5)
+    n = 192
+    yy, xx = np.mgrid[:n, :n]
+    img = 0.1 + 0.05 * np.exp(-((yy - 90) ** 2 + (xx - 100) ** 2) / (2 * 40.0**2))
+    k = moffat_kernel(3.0, 3.0, size=31)
+    for y, x in ((40, 50), (140, 60), (100, 150)):
+        img[y - 15 : y + 16, x - 15 : x + 16] += 2.0 * k
+    img = img + rng.normal(0, 0.002, img.shape)
+    res = sharpen(img[None].astype(np.float32), SharpenParams(psf_diameter=2.5, method="wiener"))
+    assert np.all(res.psf_field.origin == ORIGINS.index("manual"))
+    assert np.allclose(res.psf_field.param("fwhm"), 2.5)
+    assert any("too few to trust" in n_ or "no stars found" in n_ for n_ in res.notes)
+    found = [n_ for n_ in res.notes if "star(s) found, too few to trust" in n_]
+    assert found, res.notes  # the three sources were measured, and judged too few

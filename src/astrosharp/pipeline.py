@@ -292,6 +292,12 @@ def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, s
     return fn
 
 
+#: with a manual PSF diameter, an image where fewer stars than this were
+#: measured (in its best channel) is treated as starless: a knot or two of a
+#: nebula taken for stars must not set the source PSF
+MANUAL_BELOW_STARS = 5
+
+
 def _passes(params: SharpenParams, psf: PSFField) -> list[tuple[SharpenParams, PSFField]]:
     """The passes to run, each with its controls and its source PSF field."""
     base = params.replace(correct_first=False, nonstellar_then_stellar=False)
@@ -412,11 +418,15 @@ def sharpen(
 
             mp = params.replace(tile_size=min(params.tile_size, CLASSICAL_TILE))
         psf = _measure_field(filled, bg, mp, saturation, progress)
-        if params.psf_diameter is not None and np.all(psf.origin == ORIGINS.index("fallback")):
-            # no stars at all (planet, Moon, starless data): the manual PSF is the source everywhere
+        n_found = int(psf.counts.reshape(psf.channels, -1).sum(axis=1).max())
+        if params.psf_diameter is not None and (np.all(psf.origin == ORIGINS.index("fallback"))
+                                                or n_found < MANUAL_BELOW_STARS):
+            # no stars, or too few to trust (planet, Moon, starless data where a
+            # knot or two pass for stars): the manual PSF is the source everywhere
             d = max(float(params.psf_diameter), F_MIN)
+            why = "no stars found" if n_found == 0 else f"only {n_found} star(s) found, too few to trust"
             psf = PSFField.uniform((h, w), c, d, DEFAULT_BETA, origin="manual",
-                                   note=f"no stars found: the manual PSF diameter ({params.psf_diameter:g} px) "
+                                   note=f"{why}: the manual PSF diameter ({params.psf_diameter:g} px) "
                                    f"is used as the source PSF everywhere")
     else:
         if tuple(psf_field.shape) != (h, w) or psf_field.channels != c:
