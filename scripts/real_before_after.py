@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             aa.set_yticks([])
         fig.suptitle(f"{path.name}: astrosharp (sharpen stars {p.sharpen_stars:g}, non-stellar {p.sharpen_nonstellar:g})")
         fig.tight_layout()
-        fig.savefig(out_dir / (path.stem.replace(" ", "_") + ".png"), dpi=80)
+        fig.savefig(out_dir / (path.stem.replace(" ", "_") + ".png"), dpi=60)
         plt.close(fig)
 
     print(f"{'image':56s} {'shape':>16s} {'n* in':>5s} {'out':>4s} {'FWHM in':>8s} {'out':>6s} {'ratio':>6s} {'e in':>6s} {'e out':>6s} "
