@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from astrosharp.nn.inputs import FAINT_SCALE, NET_CHANNELS
+from astrosharp.nn.inputs import BRIGHT_SCALE, FAINT_SCALE, NET_CHANNELS
 
 __all__ = ["charbonnier", "flux_term", "total_loss"]
 
@@ -38,11 +38,15 @@ def flux_term(out_lin: torch.Tensor, tgt_lin: torch.Tensor, pool: int = 8, floor
     return (res.abs() / (mag + floor / pool**2)).mean()
 
 
-def total_loss(out_u: torch.Tensor, tgt_u: torch.Tensor, flux_weight: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
+def total_loss(out_u: torch.Tensor, tgt_u: torch.Tensor, flux_weight: float = 0.5,
+               bright_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of a batch of outputs (B, 6, h, w) against targets, both u_faint.
 
     Charbonnier on each layer and on the sum of the layers (re-compressed),
-    plus ``flux_weight`` times the flux term of the stars layer and of the sum.
+    plus ``flux_weight`` times the flux term of the stars layer and of the sum,
+    plus ``bright_weight`` times Charbonnier on the stars layer in the bright
+    domain (``asinh(x / BRIGHT_SCALE)``): the faint domain compresses a bright
+    star's core so much that its shape (the FWHM users judge) costs little.
     Returns the scalar loss and its parts (for the log).
     """
     out_u = out_u.float()
@@ -56,10 +60,14 @@ def total_loss(out_u: torch.Tensor, tgt_u: torch.Tensor, flux_weight: float = 0.
     l_flux_stars = flux_term(o_stars, t_stars)
     l_flux_total = flux_term(o_sum, t_sum)
     loss = l_u + l_total + flux_weight * (l_flux_stars + l_flux_total)
+    l_bright = charbonnier(torch.asinh(o_stars / BRIGHT_SCALE) - torch.asinh(t_stars / BRIGHT_SCALE))
+    if bright_weight:
+        loss = loss + bright_weight * l_bright
     parts = {
         "l_u": float(l_u.detach()),
         "l_total": float(l_total.detach()),
         "l_flux_stars": float(l_flux_stars.detach()),
         "l_flux_total": float(l_flux_total.detach()),
+        "l_bright": float(l_bright.detach()),
     }
     return loss, parts

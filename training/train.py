@@ -56,9 +56,11 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 300
     total_steps: int = 20000
+    restart_step: int = 0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     flux_weight: float = 0.5
+    bright_weight: float = 0.0
     threads: int = 2
     log_every: int = 25
     eval_every: int = 500
@@ -78,9 +80,13 @@ def load_config(path: str) -> TrainConfig:
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Warm-up then cosine to ``min_lr_fraction``; a fine-tuning run restarts
+    the schedule at ``restart_step`` (warm-up and cosine counted from there)."""
+    step = step - cfg.restart_step
+    span = cfg.total_steps - cfg.restart_step
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps))
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, span - cfg.warmup_steps))
     lo = cfg.lr * cfg.min_lr_fraction
     return lo + 0.5 * (cfg.lr - lo) * (1.0 + math.cos(math.pi * t))
 
@@ -281,7 +287,7 @@ def train(
         xt, yt = _to(x, device), _to(y, device)
         with _autocast(device):
             o = model(xt)
-        loss, parts = total_loss(o, yt, cfg.flux_weight)
+        loss, parts = total_loss(o, yt, cfg.flux_weight, cfg.bright_weight)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             skipped += 1
