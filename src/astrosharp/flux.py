@@ -134,6 +134,23 @@ def star_peaks(stars: np.ndarray, sigma: np.ndarray, threshold: float = 5.0, lim
     return y[order], x[order]
 
 
+def _near(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, distance: float, block: int = 8) -> np.ndarray:
+    """Whether each point lies within about ``distance`` px of a True pixel of
+    ``mask`` (judged on ``block`` px blocks, so a little further counts too;
+    a few MB for any image size)."""
+    from scipy.ndimage import maximum_filter
+
+    h, w = mask.shape
+    hb, wb = -(-h // block), -(-w // block)
+    small = np.zeros((hb, wb), bool)
+    yy, xx = np.nonzero(mask)
+    small[yy // block, xx // block] = True
+    r = int(np.ceil(distance / block)) + 1
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    grown = maximum_filter(small, footprint=np.hypot(dy, dx) <= r + 0.5, mode="constant")
+    return grown[ys // block, xs // block]
+
+
 def _disk(r: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = int(np.ceil(r))
     dy, dx = np.mgrid[-n : n + 1, -n : n + 1]
@@ -150,6 +167,7 @@ def conserve_star_flux(
     sigma: np.ndarray,
     saturation: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
+    copy: bool = True,
 ) -> tuple[np.ndarray, FluxCorrection]:
     """Scale each star of the stars layer so the output conserves its flux.
 
@@ -169,11 +187,14 @@ def conserve_star_flux(
         Clipping level per channel (``inf`` where a channel is not clipped).
     exclude : (H, W) or (C, H, W) bool ndarray, optional
         Pixels whose stars must be left alone (calibration borders).
+    copy : bool
+        Work on a copy of ``stars`` (default); False scales ``stars`` in place
+        (saves memory on large images).
 
     Returns
     -------
     (stars, FluxCorrection)
-        The corrected stars layer (a new array) and a summary.
+        The corrected stars layer (a new array unless ``copy=False``) and a summary.
     """
     C, H, W = stars.shape
     sigma = np.asarray(sigma, float).reshape(-1)
@@ -209,12 +230,10 @@ def conserve_star_flux(
             if np.isfinite(sat[c]):
                 bad |= reference[c] >= sat[c]
     if bad.any():
-        from scipy.ndimage import distance_transform_edt
+        ok &= ~_near(bad, ys, xs, float(np.max(reach + 2 + 3.0 * f_src.max(axis=0))))
+    del bad
 
-        dist = distance_transform_edt(~bad)
-        ok &= dist[ys, xs] > reach + 2 + 3.0 * f_src.max(axis=0)
-
-    out = np.array(stars, dtype=np.float32, copy=True)
+    out = np.array(stars, dtype=np.float32, copy=copy)
     n_corr = np.zeros(C, int)
     med = np.zeros(C)
     p90 = np.zeros(C)
@@ -304,6 +323,8 @@ def _apply(stars: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: np.ndarray
         xx = xs[part, None] + dx[None, :]
         np.add.at(num, (yy, xx), (k[part, None] * taper[None, :] * light).astype(np.float32))
         np.add.at(den, (yy, xx), light.astype(np.float32))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = np.where(den > 0, num / den, 0.0)
-    stars *= 1.0 + corr
+    np.divide(num, den, out=num, where=den > 0)
+    num[den <= 0] = 0.0
+    del den
+    num += 1.0
+    stars *= num

@@ -469,7 +469,7 @@ def sharpen(
         t0 = time.perf_counter()
         reference = fill_borders(filled, borders.mask) if borders.any else filled
         stars, fc = conserve_star_flux(stars, nonst, reference, psf, params, sigma, saturation,
-                                       exclude=borders.mask if borders.any else None)
+                                       exclude=borders.mask if borders.any else None, copy=False)
         notes.append(fc.describe())
         timings["flux"] = time.perf_counter() - t0
 
