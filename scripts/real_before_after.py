@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from astrosharp.io import read_image
     from astrosharp.nn import Model
+    from astrosharp.noise import estimate_background
     from astrosharp.params import SharpenParams
     from astrosharp.pipeline import sharpen
     from astrosharp.psf import measure_psf
@@ -91,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
             before = measure_psf(data)
             after = measure_psf(res.image.data)
         out = res.image.data
-        from astrosharp.noise import estimate_background
-
         bg = estimate_background(data)
         sig = np.asarray(bg.sigma, float)
         h, w = data.shape[1:]

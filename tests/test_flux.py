@@ -115,3 +115,15 @@ def test_stars_in_excluded_pixels_are_left_alone():
     assert near.any() and (~near).any()
     assert np.allclose(ratio[near], 1.0, atol=1e-6)
     assert np.all(np.abs(ratio[~near] - 1 / 1.1) < 0.015)
+
+
+def test_field_sample_is_the_maps_interpolation_at_points():
+    # conserve_star_flux reads each star's PSF with PSFField.sample
+    rng = np.random.default_rng(6)
+    ys, xs = np.array([0.0, 200.0, 400.0]), np.array([0.0, 300.0, 600.0])
+    vals = rng.uniform(2.0, 5.0, (2, 6, 3, 3))
+    f = PSFField(shape=(401, 601), ys=ys, xs=xs, values=vals, counts=np.ones((2, 3, 3), int),
+                 scatter=np.zeros((2, 6, 3, 3)), origin=np.zeros((2, 3, 3), int), notes=[])
+    py, px = rng.integers(0, 401, 40), rng.integers(0, 601, 40)
+    grid = f.maps(0, 0, 401, 601)
+    assert np.allclose(f.sample(py, px), grid[:, :, py, px], rtol=1e-5)

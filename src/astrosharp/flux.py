@@ -31,7 +31,7 @@ from .params import SharpenParams, correct_target, stellar_target
 from .psf.field import PARAM_NAMES, PSFField
 from .psf.moffat import alpha_from_fwhm
 
-__all__ = ["FluxCorrection", "encircled_energy", "conserve_star_flux", "star_peaks", "field_at"]
+__all__ = ["FluxCorrection", "encircled_energy", "conserve_star_flux", "star_peaks"]
 
 #: aperture radius in source FWHM, and its bounds in pixels
 APERTURE_FWHM = 3.0
@@ -87,32 +87,6 @@ def encircled_energy(radius: np.ndarray, fwhm: np.ndarray, beta: np.ndarray) -> 
     a = alpha_from_fwhm(np.asarray(fwhm, float), np.asarray(beta, float))
     r = np.asarray(radius, float)
     return 1.0 - (1.0 + (r / a) ** 2) ** (1.0 - np.asarray(beta, float))
-
-
-def field_at(psf: PSFField, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """PSF parameters at points: (C, P, N) in ``PARAM_NAMES`` order.
-
-    The same smooth interpolation as :meth:`PSFField.maps`, evaluated at
-    scattered points (clamped to the node range, no spline overshoot).
-    """
-    from scipy.interpolate import RectBivariateSpline
-
-    y = np.clip(np.asarray(y, float), psf.ys[0], psf.ys[-1])
-    x = np.clip(np.asarray(x, float), psf.xs[0], psf.xs[-1])
-    out = np.empty((psf.channels, len(PARAM_NAMES), len(y)))
-    for c in range(psf.channels):
-        for p in range(len(PARAM_NAMES)):
-            z = np.asarray(psf.values[c, p], float)
-            if z.size == 1 or np.all(z == z.flat[0]):
-                out[c, p] = z.flat[0]
-            elif len(psf.ys) == 1:
-                out[c, p] = np.interp(x, psf.xs, z[0])
-            elif len(psf.xs) == 1:
-                out[c, p] = np.interp(y, psf.ys, z[:, 0])
-            else:
-                sp = RectBivariateSpline(psf.ys, psf.xs, z, kx=min(3, len(psf.ys) - 1), ky=min(3, len(psf.xs) - 1))
-                out[c, p] = np.clip(sp.ev(y, x), z.min(), z.max())
-    return out
 
 
 def star_peaks(stars: np.ndarray, sigma: np.ndarray, threshold: float = 5.0, limit: int = MAX_STARS) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +177,7 @@ def conserve_star_flux(
     none = FluxCorrection(n, np.zeros(C, int), np.zeros(C), np.zeros(C))
     if n == 0:
         return stars, none
-    pars = field_at(psf, ys, xs)  # (C, P, N)
+    pars = psf.sample(ys, xs)  # (C, P, N)
     f_src = pars[:, PARAM_NAMES.index("fwhm")]
     b_src = np.clip(pars[:, PARAM_NAMES.index("beta")], 1.05, 20.0)
     if params.correct_only:

@@ -448,7 +448,8 @@ def sharpen(
     passes = _passes(run_params, psf)
     level_map = bg.level_map if method == "nn" else None  # (C, H, W), shared by all passes
     n_tiles = len(plan_grid((h, w), params.tile_size, params.overlap))
-    current = fill_borders(filled, borders.mask) if borders.any else filled
+    source = fill_borders(filled, borders.mask) if borders.any else filled  # what the first pass reads
+    current = source
     stars = nonst = None
     t0 = time.perf_counter()
     with progress_bar(n_tiles * len(passes), f"sharpening ({method})", quiet=not progress) as bar:
@@ -467,8 +468,7 @@ def sharpen(
         from .flux import conserve_star_flux
 
         t0 = time.perf_counter()
-        reference = fill_borders(filled, borders.mask) if borders.any else filled
-        stars, fc = conserve_star_flux(stars, nonst, reference, psf, params, sigma, saturation,
+        stars, fc = conserve_star_flux(stars, nonst, source, psf, params, sigma, saturation,
                                        exclude=borders.mask if borders.any else None, copy=False)
         notes.append(fc.describe())
         timings["flux"] = time.perf_counter() - t0

@@ -113,6 +113,25 @@ class PSFField:
             return None
         return RectBivariateSpline(self.ys, self.xs, z, kx=ky, ky=kx)
 
+    def _interp(self, c: int, p: int, y: np.ndarray, x: np.ndarray, grid: bool) -> np.ndarray:
+        """One parameter at rows ``y`` and columns ``x`` (already clamped to
+        the node range): on the grid y x x (``grid``, shape (len(y), len(x)))
+        or at the points (y[i], x[i]) (shape (len(y),))."""
+        z = self.values[c, p]
+        shape = (len(y), len(x)) if grid else (len(y),)
+        if z.size == 1 or np.all(z == z.flat[0]):
+            return np.full(shape, z.flat[0])
+        if len(self.ys) == 1 or len(self.xs) == 1:
+            # 1-D interpolation along the axis that has nodes
+            if len(self.ys) == 1:
+                line = np.interp(x, self.xs, z[0])
+                return np.broadcast_to(line[None, :], shape) if grid else line
+            line = np.interp(y, self.ys, z[:, 0])
+            return np.broadcast_to(line[:, None], shape) if grid else line
+        sp = self._splines(c, p)
+        m = sp(y, x) if grid else sp.ev(y, x)
+        return np.clip(m, z.min(), z.max())  # no spline overshoot
+
     def maps(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         """Smoothly interpolated parameters over the box rows y0..y0+h, columns
         x0..x0+w (may extend beyond the image: values are held constant outside
@@ -127,22 +146,27 @@ class PSFField:
         out = np.empty((self.channels, len(PARAM_NAMES), h, w), dtype=np.float32)
         for c in range(self.channels):
             for p in range(len(PARAM_NAMES)):
-                z = self.values[c, p]
-                if z.size == 1 or np.all(z == z.flat[0]):
-                    out[c, p] = z.flat[0]
-                    continue
-                if len(self.ys) == 1 or len(self.xs) == 1:
-                    # 1-D interpolation along the axis that has nodes
-                    if len(self.ys) == 1:
-                        line = np.interp(xx, self.xs, z[0])
-                        out[c, p] = line[None, :]
-                    else:
-                        line = np.interp(yy, self.ys, z[:, 0])
-                        out[c, p] = line[:, None]
-                    continue
-                sp = self._splines(c, p)
-                m = sp(yy, xx)
-                out[c, p] = np.clip(m, z.min(), z.max())  # no spline overshoot
+                out[c, p] = self._interp(c, p, yy, xx, grid=True)
+        return out
+
+    def sample(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The same interpolation as :meth:`maps` at scattered points.
+
+        Parameters
+        ----------
+        y, x : (N,) array_like
+            Row and column of each point (held constant outside the node range).
+
+        Returns
+        -------
+        (C, P, N) ndarray of float64, parameters in ``PARAM_NAMES`` order
+        """
+        yy = np.clip(np.asarray(y, float).reshape(-1), self.ys[0], self.ys[-1])
+        xx = np.clip(np.asarray(x, float).reshape(-1), self.xs[0], self.xs[-1])
+        out = np.empty((self.channels, len(PARAM_NAMES), len(yy)))
+        for c in range(self.channels):
+            for p in range(len(PARAM_NAMES)):
+                out[c, p] = self._interp(c, p, yy, xx, grid=False)
         return out
 
     def at(self, y: float, x: float, channel: int = 0) -> dict[str, float]:

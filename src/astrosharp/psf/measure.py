@@ -166,34 +166,15 @@ def _local_linear(v: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray, 
     a, the value at dx = dy = 0. Falls back to the weighted median when the fit
     is ill-conditioned or lands outside the data's range."""
     med = _wmedian(v, w)
-    if v.size < 8 or (w.sum() ** 2 / np.sum(w * w)) < 8:
-        return med
     neff = w.sum() ** 2 / np.sum(w * w)
-    if quadratic and neff >= 30:  # a quadratic surface follows curvature at the node
-        X = np.column_stack([np.ones_like(dx), dx, dy, dx * dx, dy * dy, dx * dy])
-    else:
-        X = np.column_stack([np.ones_like(dx), dx, dy])
-    rw = np.ones_like(v)
-    a = med
-    A0 = X.T @ (X * w[:, None])
-    if np.linalg.cond(A0) > 1e10:
+    if v.size < 8 or neff < 8:
         return med
-    for _ in range(3):
-        ww = w * rw
-        A = X.T @ (X * ww[:, None])
-        try:
-            coef = np.linalg.solve(A, X.T @ (ww * v))
-        except np.linalg.LinAlgError:
-            return med
-        a = float(coef[0])
-        res = v - X @ coef
-        sc = 1.4826 * _wmedian(np.abs(res), w)
-        if not sc > 0:
-            break
-        u = res / (4.685 * sc)
-        rw = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
-        if rw.sum() < 6:
-            return med
+    # a quadratic surface follows curvature at the node
+    X = _poly_terms(dx, dy, 2 if quadratic and neff >= 30 else 1)
+    coef, _ = _robust_poly(v, X, w, iterations=3, min_weight_sum=6.0)
+    if coef is None:
+        return med
+    a = float(coef[0])
     vs = np.sort(v)
     lo, hi = vs[int(0.05 * (vs.size - 1))], vs[int(np.ceil(0.95 * (vs.size - 1)))]
     return a if lo <= a <= hi else med
@@ -210,16 +191,18 @@ def _poly_terms(x: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def _robust_poly(v: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+def _robust_poly(v: np.ndarray, X: np.ndarray, w: np.ndarray, iterations: int = 5,
+                 min_weight_sum: float | None = None) -> tuple[np.ndarray | None, np.ndarray]:
     """Tukey-biweight IRLS weighted least squares v ~ X coef: (coef, final
     weights); coef is None when the system is ill-conditioned or too few
-    stars keep weight."""
+    stars keep weight (fewer than two per term with weight, or, given
+    ``min_weight_sum``, biweights summing to less than it)."""
     A0 = X.T @ (X * w[:, None])
     if np.linalg.cond(A0) > 1e10:
         return None, w
     rw = np.ones_like(v)
     coef = None
-    for _ in range(5):
+    for _ in range(iterations):
         ww = w * rw
         try:
             coef = np.linalg.solve(X.T @ (X * ww[:, None]), X.T @ (ww * v))
@@ -231,7 +214,8 @@ def _robust_poly(v: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarra
             break
         u = res / (4.685 * sc)
         rw = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
-        if np.count_nonzero(rw) < 2 * X.shape[1]:
+        too_few = rw.sum() < min_weight_sum if min_weight_sum is not None else np.count_nonzero(rw) < 2 * X.shape[1]
+        if too_few:
             return None, w
     return coef, w * rw
 
