@@ -107,7 +107,7 @@ def test_nn_d1_row_removes_the_noise_the_nn_row_keeps(tmp_path):
 
     if not model_available():
         pytest.skip("no network model installed")
-    res = run_bench(methods=("nn", "nn_d1"), cases=(("noise_mono", 0, 96),), real_dir=tmp_path)
+    res = run_bench(quick=True, methods=("nn", "nn_d1"), cases=(("noise_mono", 0, 96),), real_dir=tmp_path)
     nn, d1 = _row(res, "noise_mono", "nn"), _row(res, "noise_mono", "nn_d1")
     # on pure noise the residual is the output: denoise 1 must take most of it away
     assert d1["hf_excess"] < 0.5 * nn["hf_excess"]

@@ -79,10 +79,10 @@ class Pool:
 # pool generation
 
 
-def _example(rng: np.random.Generator, size: int, channels: int) -> dict[str, np.ndarray]:
+def _example(rng: np.random.Generator, size: int, channels: int, mix: str = "default") -> dict[str, np.ndarray]:
     from astrosharp import synth
 
-    ex = synth.training_example(rng, size=size, channels=channels)
+    ex = synth.training_example(rng, size=size, channels=channels, mix=mix)
     out = {}
     for k in POOL_KEYS:
         v = np.asarray(ex[k])
@@ -93,8 +93,9 @@ def _example(rng: np.random.Generator, size: int, channels: int) -> dict[str, np
     return out
 
 
-def _worker(args: tuple[str, int, int, int, int, int]) -> str:
-    out_dir, seed, start, count, size, chunk = args
+def _worker(args: tuple) -> str:
+    out_dir, seed, start, count, size, chunk = args[:6]
+    mix = args[6] if len(args) > 6 else "default"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     k = start // chunk
     path = os.path.join(out_dir, f"chunk_{seed}_{k:05d}.npz")
@@ -103,7 +104,7 @@ def _worker(args: tuple[str, int, int, int, int, int]) -> str:
     items = []
     for i in range(start, start + count):
         rng = np.random.default_rng([seed, i])
-        items.append(_example(rng, size, NET_CHANNELS))
+        items.append(_example(rng, size, NET_CHANNELS, mix))
     arrays = {key: np.stack([it[key] for it in items]) for key in POOL_KEYS}
     tmp = path + ".tmp.npz"
     np.savez(tmp, **arrays)
@@ -111,14 +112,18 @@ def _worker(args: tuple[str, int, int, int, int, int]) -> str:
     return path
 
 
-def generate_pool(out_dir: str, count: int, seed: int, size: int = 128, workers: int = 2, chunk: int = 50) -> list[str]:
+def generate_pool(out_dir: str, count: int, seed: int, size: int = 128, workers: int = 2, chunk: int = 50,
+                  mix: str = "default") -> list[str]:
     """Generate ``count`` examples into chunk files under ``out_dir``.
+
+    ``mix`` chooses the simulator's mixture of PSFs and controls
+    (:data:`astrosharp.synth.training.MIXES`); a pool seed should keep one mix.
 
     Item ``i`` uses ``np.random.default_rng([seed, i])``, so the pool does not
     depend on the number of workers, and existing chunks are kept (resumable).
     """
     os.makedirs(out_dir, exist_ok=True)
-    jobs = [(out_dir, seed, s, min(chunk, count - s), size, chunk) for s in range(0, count, chunk)]
+    jobs = [(out_dir, seed, s, min(chunk, count - s), size, chunk, mix) for s in range(0, count, chunk)]
     if workers <= 1:
         return [_worker(j) for j in jobs]
     import multiprocessing as mp

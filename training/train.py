@@ -44,6 +44,7 @@ class TrainConfig:
     pool_seed: int = 1
     extra_pool_seeds: list[int] = field(default_factory=list)
     extra_pool_count: int = 0
+    extra_pool_mix: str = "default"  # the simulator mixture of the extra pools (synth.training.MIXES)
     val_dir: str = "pool/val"
     val_count: int = 192
     val_seed: int = 9001
@@ -195,7 +196,7 @@ def ensure_pools(cfg: TrainConfig, root: str = ".", generate: bool = True) -> tu
     if generate:
         generate_pool(tdir, cfg.pool_count, cfg.pool_seed, cfg.patch, cfg.workers)
         for s in cfg.extra_pool_seeds:
-            generate_pool(tdir, cfg.extra_pool_count, s, cfg.patch, cfg.workers)
+            generate_pool(tdir, cfg.extra_pool_count, s, cfg.patch, cfg.workers, mix=cfg.extra_pool_mix)
     return _load_train_pool(cfg, root), load_pool(vdir, cfg.val_seed)
 
 

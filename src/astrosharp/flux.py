@@ -31,7 +31,7 @@ from .params import SharpenParams, correct_target, stellar_target
 from .psf.field import PARAM_NAMES, PSFField
 from .psf.moffat import alpha_from_fwhm
 
-__all__ = ["FluxCorrection", "encircled_energy", "conserve_star_flux", "star_peaks"]
+__all__ = ["FluxCorrection", "encircled_energy", "conserve_star_flux", "luminance", "star_peaks"]
 
 #: aperture radius in source FWHM, and its bounds in pixels
 APERTURE_FWHM = 3.0
@@ -89,6 +89,16 @@ def encircled_energy(radius: np.ndarray, fwhm: np.ndarray, beta: np.ndarray) -> 
     return 1.0 - (1.0 + (r / a) ** 2) ** (1.0 - np.asarray(beta, float))
 
 
+def luminance(layer: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The channels of a (C, H, W) layer in noise sigmas, summed and divided by
+    sqrt(C) (a pure-noise pixel has unit variance); float32 (H, W)."""
+    lum = np.zeros(layer.shape[1:], dtype=np.float32)
+    for c in range(layer.shape[0]):
+        lum += layer[c] / np.float32(sigma[c])
+    lum /= np.float32(np.sqrt(layer.shape[0]))
+    return lum
+
+
 def star_peaks(stars: np.ndarray, sigma: np.ndarray, threshold: float = 5.0, limit: int = MAX_STARS) -> tuple[np.ndarray, np.ndarray]:
     """Local maxima of the stars layer (sum of channels in noise sigmas).
 
@@ -98,10 +108,7 @@ def star_peaks(stars: np.ndarray, sigma: np.ndarray, threshold: float = 5.0, lim
     """
     from scipy.ndimage import maximum_filter
 
-    lum = np.zeros(stars.shape[1:], dtype=np.float32)
-    for c in range(stars.shape[0]):
-        lum += stars[c] / np.float32(sigma[c])
-    lum /= np.float32(np.sqrt(stars.shape[0]))
+    lum = luminance(stars, sigma)
     peak = (lum == maximum_filter(lum, size=5, mode="nearest")) & (lum > threshold)
     y, x = np.nonzero(peak)
     order = np.argsort(-lum[y, x], kind="stable")[:limit]
@@ -295,8 +302,10 @@ def _apply(stars: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: np.ndarray
         light = np.abs(amp[part, None]) / a**2 * (1.0 + (d[None, :] / a) ** 2) ** (-beta[part, None])
         yy = ys[part, None] + dy[None, :]
         xx = xs[part, None] + dx[None, :]
-        np.add.at(num, (yy, xx), (k[part, None] * taper[None, :] * light).astype(np.float32))
-        np.add.at(den, (yy, xx), light.astype(np.float32))
+        # the taper of a star near the edge may reach past it (radii are grouped by half pixels)
+        inb = (yy >= 0) & (yy < stars.shape[0]) & (xx >= 0) & (xx < stars.shape[1])
+        np.add.at(num, (yy[inb], xx[inb]), (k[part, None] * taper[None, :] * light)[inb].astype(np.float32))
+        np.add.at(den, (yy[inb], xx[inb]), light[inb].astype(np.float32))
     np.divide(num, den, out=num, where=den > 0)
     num[den <= 0] = 0.0
     del den

@@ -22,19 +22,27 @@ Data flow (DESIGN.md section 2), every step a function on arrays:
    non-stellar work (the method receives it through the parameters); stars
    keep the measured field, unless no star was found at all, when the manual
    PSF is the source everywhere.
-6. **Translation** tile by tile on the engine's plan (:func:`astrosharp.tiles.run_tiled`)
+6. **Lateral chromatic shift** (colour images, :mod:`astrosharp.chroma`): the
+   offsets of the red and blue star images from the green ones, fitted as a
+   plane over the field from the PSF measurement's stars, are removed by
+   resampling those channels before the translation, when significant.
+7. **Translation** tile by tile on the engine's plan (:func:`astrosharp.tiles.run_tiled`)
    with the network (``method="nn"``) or a classical method (``"rl"``,
    ``"wiener"``, :mod:`astrosharp.classical`), giving a stars layer and a
    non-stellar layer whose sum is the sharpened image. The network normalises
    each tile by the smooth background map; the classical methods get the
    scalar sky level per channel (Richardson-Lucy keeps its estimate above the
    background it is given, so a map following nebulosity would clip).
-7. **Passes.** ``correct_first`` runs a correct-only pass, then the sharpening
+8. **Passes.** ``correct_first`` runs a correct-only pass, then the sharpening
    pass on its output, sharing the measurement: after correction the PSF is
    round, with the same FWHM (the median of the channels') and beta.
    ``nonstellar_then_stellar`` runs a non-stellar pass (stars at their source
    size, made round) then a stellar pass (non-stellar structure left as it is).
    Denoising is done in the first pass, where the input's noise still is.
+9. **Network only**: star flux conservation (:mod:`astrosharp.flux`), then the
+   layer split repair (:mod:`astrosharp.layers`), which moves star light the
+   network left in the non-stellar layer to the stars layer (the sum is
+   unchanged).
 
 If the shipped network cannot be loaded, ``method="nn"`` falls back to
 Richardson-Lucy with a warning and a note (the result says which method ran).
@@ -179,9 +187,10 @@ def _noise_floor(data: np.ndarray, level: np.ndarray, sigma: np.ndarray) -> np.n
 
 
 def _measure_field(data: np.ndarray, background: Any, params: SharpenParams,
-                   saturation: np.ndarray | None = None, progress: bool = False) -> PSFField:
+                   saturation: np.ndarray | None = None, progress: bool = False) -> Any:
+    """The PSF measurement (:class:`~astrosharp.psf.measure.PSFMeasurement`)."""
     from ._progress import progress_bar
-    from .psf.measure import measure_psf_field
+    from .psf.measure import measure_psf as _measure
 
     with progress_bar(100, "measuring the PSF", quiet=not progress, unit="%") as bar:
         done = [0]
@@ -193,8 +202,8 @@ def _measure_field(data: np.ndarray, background: Any, params: SharpenParams,
                 bar.update(step)
                 done[0] += step
 
-        return measure_psf_field(data, background, tile=params.tile_size, overlap=params.overlap,
-                                 saturation=saturation, progress=tick)
+        return _measure(data, background, tile=params.tile_size, overlap=params.overlap,
+                        saturation=saturation, progress=tick)
 
 
 def measure_psf(image: Image | np.ndarray, *, tile: int = 512, overlap: float = 0.2,
@@ -410,6 +419,7 @@ def sharpen(
     timings["background"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    chroma = None
     if psf_field is None:
         mp = params
         if params.method in ("rl", "wiener"):
@@ -417,7 +427,13 @@ def sharpen(
             from .classical import CLASSICAL_TILE
 
             mp = params.replace(tile_size=min(params.tile_size, CLASSICAL_TILE))
-        psf = _measure_field(filled, bg, mp, saturation, progress)
+        measurement = _measure_field(filled, bg, mp, saturation, progress)
+        psf = measurement.field
+        if c > 1:
+            from .chroma import measure_channel_shift
+
+            chroma = measure_channel_shift(measurement.stars, (h, w), c)
+        del measurement
         n_found = int(psf.counts.reshape(psf.channels, -1).sum(axis=1).max())
         if params.psf_diameter is not None and (np.all(psf.origin == ORIGINS.index("fallback"))
                                                 or n_found < MANUAL_BELOW_STARS):
@@ -449,6 +465,14 @@ def sharpen(
     level_map = bg.level_map if method == "nn" else None  # (C, H, W), shared by all passes
     n_tiles = len(plan_grid((h, w), params.tile_size, params.overlap))
     source = fill_borders(filled, borders.mask) if borders.any else filled  # what the first pass reads
+    if chroma is not None and chroma.significant.any():
+        # lateral chromatic shift: register the channels before the translation
+        from .chroma import align_channels
+
+        t0 = time.perf_counter()
+        source = align_channels(source, chroma, saturation)
+        notes.append(chroma.describe())
+        timings["chroma"] = time.perf_counter() - t0
     current = source
     stars = nonst = None
     t0 = time.perf_counter()
@@ -466,12 +490,20 @@ def sharpen(
     if method == "nn":
         # a change of PSF moves a star's light, it does not make or lose any
         from .flux import conserve_star_flux
+        from .layers import separate_layers
 
         t0 = time.perf_counter()
         stars, fc = conserve_star_flux(stars, nonst, source, psf, params, sigma, saturation,
                                        exclude=borders.mask if borders.any else None, copy=False)
         notes.append(fc.describe())
         timings["flux"] = time.perf_counter() - t0
+        # star light the network left in the non-stellar layer joins its star
+        # (the layers change, their sum does not)
+        t0 = time.perf_counter()
+        split = separate_layers(stars, nonst, psf, params, sigma,
+                                exclude=borders.mask if borders.any else None)
+        notes.append(split.describe())
+        timings["layers"] = time.perf_counter() - t0
 
     if n_bad:
         stars[bad] = 0.0

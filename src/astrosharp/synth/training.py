@@ -21,13 +21,24 @@ CONTROL_NAMES = ("sharpen_stars", "adjust_halos", "sharpen_nonstellar", "correct
 BENCH_CONTROLS = (1.0, 0.0, 0.5, 0.0)
 
 
-def sample_controls(rng: np.random.Generator) -> SharpenParams:
-    """Controls for one example: the bench setting 30 % of the time,
-    correct-only 20 %, otherwise uniform over the ranges (halos 0 for 40 %)."""
+MIXES = ("default", "correct")
+"""Example mixtures: ``default`` (the shipped model's), ``correct`` (a
+fine-tuning mixture weighted towards correct-only on elongated and trailed
+stars, where the network was weakest)."""
+
+
+def sample_controls(rng: np.random.Generator, mix: str = "default") -> SharpenParams:
+    """Controls for one example.
+
+    ``default``: the bench setting 30 % of the time, correct-only 20 %,
+    otherwise uniform over the ranges (halos 0 for 40 %). ``correct``: the
+    bench setting 20 %, correct-only 50 %, uniform 30 %.
+    """
+    p_bench, p_correct = (0.30, 0.20) if mix == "default" else (0.20, 0.50)
     u = rng.random()
-    if u < 0.30:
+    if u < p_bench:
         return SharpenParams(sharpen_stars=1.0, adjust_halos=0.0, sharpen_nonstellar=0.5)
-    if u < 0.50:
+    if u < p_bench + p_correct:
         return SharpenParams(correct_only=True)
     h = 0.0 if rng.random() < 0.4 else float(rng.uniform(-0.5, 0.5))
     return SharpenParams(
@@ -37,7 +48,8 @@ def sample_controls(rng: np.random.Generator) -> SharpenParams:
     )
 
 
-def training_example(rng: np.random.Generator, size: int = 128, channels: int = 3) -> dict[str, np.ndarray]:
+def training_example(rng: np.random.Generator, size: int = 128, channels: int = 3,
+                     mix: str = "default") -> dict[str, np.ndarray]:
     """One pool item: a random patch at the source PSF and at sampled targets.
 
     Parameters
@@ -45,6 +57,7 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
     rng : numpy Generator.
     size : patch edge in pixels.
     channels : 1 or 3.
+    mix : one of ``MIXES`` (the distribution of PSFs and controls).
 
     Returns
     -------
@@ -69,9 +82,15 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
     kind = "stars" if u < 0.28 else "cluster" if u < 0.36 else "galaxies" if u < 0.52 else "nebula" if u < 0.76 else "mixed"
     stars = rng.random() > 0.12
     scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars)
+    if mix not in MIXES:
+        raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
     aberr = rng.random() < 0.45
-    trail = float(rng.uniform(2, 10)) if rng.random() < 0.15 else 0.0
-    ell = (0.0, 0.45) if rng.random() < 0.5 else (0.0, 0.1)
+    if mix == "default":
+        trail = float(rng.uniform(2, 10)) if rng.random() < 0.15 else 0.0
+        ell = (0.0, 0.45) if rng.random() < 0.5 else (0.0, 0.1)
+    else:
+        trail = float(rng.uniform(2, 10)) if rng.random() < 0.35 else 0.0
+        ell = (0.1, 0.45) if rng.random() < 0.7 else (0.0, 0.1)
     psf = make_psf_model(
         (S, S),
         channels,
@@ -86,7 +105,7 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
         nodes=2,
         variation=0.15,
     )
-    params = sample_controls(rng)
+    params = sample_controls(rng, mix)
     s_src, n_src = render_source(scene, psf, sigma)
     s_tgt, n_tgt = render_target(scene, psf, params, sigma)
     lvl = level * (rng.uniform(0.8, 1.2, channels) if channels == 3 else np.ones(1))

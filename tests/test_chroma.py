@@ -1,0 +1,136 @@
+"""Lateral chromatic shift (astrosharp.chroma): measured from the stars, removed by resampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astrosharp.chroma import ChannelShift, align_channels, measure_channel_shift
+from astrosharp.pipeline import measure_psf
+from astrosharp.psf.fit import render_moffat
+
+SIZE = 256
+FWHM = 3.5
+BETA = 3.0
+SIGMA = 1.0
+
+
+def _frame():
+    y0 = x0 = (SIZE - 1) / 2.0
+    return y0, x0, 0.5 * np.hypot(SIZE, SIZE)
+
+
+def _true_shift(c, y, x, lat, const=(0.0, 0.0)):
+    """(dy, dx) of channel c: radial, R outwards and B inwards by ``lat`` px at
+    the corners, plus a constant misregistration of R."""
+    y0, x0, s = _frame()
+    k = c - 1
+    dy = k * lat * (y - y0) / s + (const[0] if c == 0 else 0.0)
+    dx = k * lat * (x - x0) / s + (const[1] if c == 0 else 0.0)
+    return dy, dx
+
+
+def _field(rng, lat, const=(0.0, 0.0)):
+    g = np.arange(20, SIZE - 19, 27, dtype=float)
+    ys, xs = np.meshgrid(g, g, indexing="ij")
+    ys = ys.ravel() + rng.uniform(-3, 3, ys.size)
+    xs = xs.ravel() + rng.uniform(-3, 3, xs.size)
+    fl = np.exp(rng.uniform(np.log(2e3), np.log(2e4), ys.size))
+    img = np.full((3, SIZE, SIZE), 20.0)
+    for c in range(3):
+        for y, x, f in zip(ys, xs, fl):
+            dy, dx = _true_shift(c, y, x, lat, const)
+            img[c] += render_moffat((SIZE, SIZE), x + dx, y + dy, f, FWHM, BETA)
+    img += rng.normal(0, SIGMA, img.shape)
+    return img.astype(np.float32), ys, xs
+
+
+def _offsets(img):
+    m = measure_psf(img, tile=256, details=True)
+    return m, measure_channel_shift(m.stars, img.shape[1:], img.shape[0])
+
+
+LAT, CONST = 0.6, (0.2, -0.15)
+
+
+@pytest.fixture(scope="module")
+def shifted():
+    """A field with a radial lateral shift and a constant misregistration of R, measured."""
+    img, ys, xs = _field(np.random.default_rng(3), LAT, CONST)
+    _, sh = _offsets(img)
+    return img, ys, xs, sh
+
+
+def test_shift_is_measured_as_it_was_made(shifted):
+    _, _, _, sh = shifted
+    assert sh is not None and sh.significant[0] and sh.significant[2] and not sh.significant[1]
+    pts_y, pts_x = np.array([0.0, 0.0, SIZE - 1.0, 128.0]), np.array([0.0, SIZE - 1.0, 0.0, 128.0])
+    got = sh.at(pts_y, pts_x)
+    for c in (0, 2):
+        want = np.array(_true_shift(c, pts_y, pts_x, LAT, CONST))
+        assert np.max(np.abs(got[c] - want)) < 0.05, (c, got[c], want)
+    assert np.all(got[1] == 0)
+
+
+def test_alignment_registers_the_channels_and_keeps_flux(shifted):
+    img, ys, xs, sh = shifted
+    before = img.copy()
+    out = align_channels(img, sh)
+    assert np.array_equal(img, before)  # the input is not modified
+    m, after = _offsets(out)
+    # what is left of the shift is below a few hundredths of a pixel everywhere
+    res = np.abs(after.at(np.array([0.0, SIZE - 1.0]), np.array([0.0, SIZE - 1.0])))
+    assert res.max() < 0.04
+    assert not after.significant.any()
+    # resampling moves light, it does not make or lose any: each star's
+    # aperture flux, at its old place before and at the green place after
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    for c in (0, 2):
+        for y, x in zip(ys[:12], xs[:12]):
+            dy, dx = _true_shift(c, y, x, LAT, CONST)
+            f_in = (img[c] - 20.0)[np.hypot(yy - y - dy, xx - x - dx) <= 8].sum()
+            f_out = (out[c] - 20.0)[np.hypot(yy - y, xx - x) <= 8].sum()
+            assert f_out == pytest.approx(f_in, rel=0.01, abs=15.0)
+    # the noise is barely smoothed by the cubic interpolation
+    sky = (slice(None), slice(0, 12), slice(100, 160))
+    assert np.std(out[sky][0]) > 0.8 * np.std(img[sky][0])
+
+
+def test_no_shift_is_left_alone():
+    rng = np.random.default_rng(5)
+    img, _, _ = _field(rng, 0.0)
+    _, sh = _offsets(img)
+    assert sh is not None
+    assert not sh.significant.any()
+    assert "none significant" in sh.describe()
+
+
+def test_mono_and_unusable_tables_give_none(shifted):
+    img = shifted[0]
+    m = measure_psf(img, tile=256, details=True)
+    assert measure_channel_shift(m.stars, img.shape[1:], 1) is None
+    assert measure_channel_shift(None, img.shape[1:], 3) is None
+
+
+def test_saturated_levels_are_not_exceeded():
+    sh = ChannelShift(np.zeros((3, 2, 3)), (31.5, 31.5, 45.0), np.full(3, 50), np.full(3, 0.5), np.full(3, 10.0))
+    sh.coef[0, 1, 0] = 0.5  # R half a pixel to the right
+    img = np.zeros((3, 64, 64), np.float32)
+    img[:, 30:34, 30:34] = 100.0  # a clipped plateau
+    out = align_channels(img, sh, saturation=np.array([100.0, 100.0, 100.0]))
+    assert out.max() <= 100.0
+    assert np.array_equal(out[1], img[1])
+    # the plateau moved left by half a pixel in R (R is read at x + 0.5)
+    cx = lambda a: float((a.sum(axis=0) * np.arange(64)).sum() / a.sum())
+    assert cx(out[0]) == pytest.approx(cx(img[0]) - 0.5, abs=0.05)
+
+
+def test_pipeline_registers_colour_channels(shifted):
+    from astrosharp.params import SharpenParams
+    from astrosharp.pipeline import sharpen
+
+    img = shifted[0]
+    res = sharpen(img, SharpenParams(method="wiener", sharpen_stars=0.0, sharpen_nonstellar=0.0, correct_only=True))
+    assert any("lateral chromatic shift corrected" in n for n in res.notes)
+    _, after = _offsets(res.image.data.astype(np.float32))
+    assert not after.significant.any()
