@@ -84,7 +84,8 @@ class LayerSplit:
     n_filled : int
         Holes under stars given back to the non-stellar layer.
     moved_fraction : float
-        Light moved to the stars layer, as a fraction of the stars layer's total.
+        Light moved between the layers, as a fraction of the stars layer's
+        total afterwards.
     """
 
     n_candidates: int
@@ -96,7 +97,7 @@ class LayerSplit:
         if not (self.n_moved or self.n_filled):
             return "layer split: no star light left in the non-stellar layer"
         return (f"layer split: star light moved from the non-stellar to the stars layer at {self.n_moved} "
-                f"stars ({100 * self.moved_fraction:.2f}% of the stars layer), {self.n_filled} holes under "
+                f"stars ({100 * self.moved_fraction:.1f}% of the stars layer's light), {self.n_filled} holes under "
                 f"stars filled")
 
 
@@ -219,7 +220,6 @@ def separate_layers(
         d, _ = cKDTree(np.c_[py, px]).query(np.c_[ny, nx], k=1)
         keep = d > max(1.5, 0.5 * f_typ)
         ny, nx = ny[keep], nx[keep]
-    total_before = float(np.abs(stars).sum(dtype=np.float64))
     split = LayerSplit(0, 0, 0, 0.0)
     if not (len(py) or len(ny)):
         return split
@@ -274,7 +274,8 @@ def separate_layers(
             break
     split.n_moved = int(moved_any.sum())
     split.n_filled = int((filled_any & ~moved_any).sum())
-    split.moved_fraction = moved_light / total_before if total_before > 0 else 0.0
+    total_after = float(np.abs(stars).sum(dtype=np.float64))
+    split.moved_fraction = min(1.0, moved_light / total_after) if total_after > 0 else 0.0
     return split
 
 

@@ -305,6 +305,9 @@ def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, s
 #: measured (in its best channel) is treated as starless: a knot or two of a
 #: nebula taken for stars must not set the source PSF
 MANUAL_BELOW_STARS = 5
+#: with a manual PSF diameter D, only fitted sources of FWHM up to this many
+#: times D count as stars (wider ones are galaxy cores or nebular knots)
+MANUAL_STAR_WIDTH = 1.5
 
 
 def _passes(params: SharpenParams, psf: PSFField) -> list[tuple[SharpenParams, PSFField]]:
@@ -433,14 +436,28 @@ def sharpen(
             from .chroma import measure_channel_shift
 
             chroma = measure_channel_shift(measurement.stars, (h, w), c)
-        del measurement
         n_found = int(psf.counts.reshape(psf.channels, -1).sum(axis=1).max())
+        n_point = n_found
+        if params.psf_diameter is not None and params.psf_diameter > 0:
+            # the manual diameter is the PSF the user knows: a "star" much wider
+            # than it is a galaxy core or a nebular knot, not a point source
+            st = measurement.stars
+            point = np.asarray(st.used, bool) & (np.asarray(st.fwhm) <= MANUAL_STAR_WIDTH * params.psf_diameter)
+            n_point = int(max((np.sum(point & (np.asarray(st.channel) == k)) for k in range(c)), default=0))
+        del measurement
         if params.psf_diameter is not None and (np.all(psf.origin == ORIGINS.index("fallback"))
-                                                or n_found < MANUAL_BELOW_STARS):
+                                                or n_point < MANUAL_BELOW_STARS):
             # no stars, or too few to trust (planet, Moon, starless data where a
-            # knot or two pass for stars): the manual PSF is the source everywhere
+            # knot or two, or galaxy cores, pass for stars): the manual PSF is
+            # the source everywhere
             d = max(float(params.psf_diameter), F_MIN)
-            why = "no stars found" if n_found == 0 else f"only {n_found} star(s) found, too few to trust"
+            if n_found == 0:
+                why = "no stars found"
+            elif n_point < n_found:
+                why = (f"only {n_point} of the {n_found} star(s) found are no wider than "
+                       f"{MANUAL_STAR_WIDTH:g} x the manual PSF diameter, too few to trust")
+            else:
+                why = f"only {n_found} star(s) found, too few to trust"
             psf = PSFField.uniform((h, w), c, d, DEFAULT_BETA, origin="manual",
                                    note=f"{why}: the manual PSF diameter ({params.psf_diameter:g} px) "
                                    f"is used as the source PSF everywhere")
