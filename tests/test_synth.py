@@ -155,3 +155,21 @@ def test_fixed_case_is_reproducible_and_has_truth():
     assert a.truth.stars.max() > a.obs.clean_stars.max()
     with pytest.raises(KeyError, match="unknown case"):
         synth.make_case("nope")
+
+
+def test_control_mixtures():
+    from astrosharp.synth.training import sample_controls
+
+    def rates(mix):
+        rng = np.random.default_rng(0)
+        ps = [sample_controls(rng, mix) for _ in range(4000)]
+        co = np.mean([p.correct_only for p in ps])
+        bench = np.mean([(not p.correct_only) and p.sharpen_stars == 1.0 and p.sharpen_nonstellar == 0.5 for p in ps])
+        return co, bench
+
+    co, bench = rates("default")
+    assert co == pytest.approx(0.20, abs=0.02) and bench == pytest.approx(0.30, abs=0.02)
+    co, bench = rates("correct")
+    assert co == pytest.approx(0.50, abs=0.025) and bench == pytest.approx(0.20, abs=0.02)
+    with pytest.raises(ValueError, match="mix must be one of"):
+        synth.training_example(np.random.default_rng(1), size=32, channels=1, mix="bogus")
