@@ -98,8 +98,22 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX).
+
+    bf16 autocast with channels_last is about 2x faster than fp32 where it is;
+    on an AVX2-only CPU it is emulated and about 14x slower (a 0.95 M-parameter
+    U-Net step of 16 patches of 128 px: 0.87 s fp32, 12 s bf16).
+    """
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without the probes
+        return False
+
+
 def _autocast(device: torch.device) -> Any:
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    enabled = device.type == "cuda" or cpu_has_fast_bf16()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _to(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -262,6 +276,7 @@ def train(
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(asdict(cfg), f, indent=1)
     _log(out_dir, {"event": "start", "step": step, "params": count_params(model), "device": str(device),
+                   "bf16": device.type == "cuda" or cpu_has_fast_bf16(),
                    "pool": len(train_pool), "pool_gb": train_pool.nbytes / 1e9, "val": len(val_pool)})
     opts = BatchOptions(crop=cfg.crop, **cfg.batch)
     t_start = time.time()
