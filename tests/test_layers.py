@@ -102,3 +102,17 @@ def test_holes_under_stars_are_filled_without_negative_stars():
     holes_before = [_disc(-taken, x, y, SRC[0]) for x, y in POSITIONS]
     holes_after = [_disc(n - neb - noise, x, y, SRC[0]) for x, y in POSITIONS]
     assert np.median(np.abs(holes_after)) < 0.3 * np.median(np.abs(holes_before))
+
+
+def test_the_pipeline_image_does_not_depend_on_the_split():
+    from astrosharp import synth
+    from astrosharp.pipeline import sharpen
+
+    case = synth.make_case("nebula_rgb", 3, 192)
+    a = sharpen(case.obs.image, SharpenParams(), layers=True)
+    b = sharpen(case.obs.image, SharpenParams(), layers=False)
+    assert any(n.startswith("layer split") for n in a.notes)
+    assert not any(n.startswith("layer split") for n in b.notes)
+    scale = float(np.abs(a.image.data).max())
+    assert np.max(np.abs(a.image.data - b.image.data)) <= 1e-5 * scale
+    np.testing.assert_allclose(a.stars + a.nonstellar, a.image.data, rtol=0, atol=1e-6 * scale)

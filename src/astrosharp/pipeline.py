@@ -344,6 +344,7 @@ def sharpen(
     model: Any = None,
     psf_field: PSFField | None = None,
     progress: bool = False,
+    layers: bool = True,
 ) -> SharpenResult:
     """Sharpen (PSF-translate) a linear image.
 
@@ -361,6 +362,10 @@ def sharpen(
         the bench); its ``shape`` must be the image's (H, W).
     progress : bool
         Show a progress bar on standard error.
+    layers : bool
+        Repair the split between the stars and non-stellar layers after the
+        network (:mod:`astrosharp.layers`). The sharpened image is the same
+        either way; False saves the time when only the image is wanted.
 
     Returns
     -------
@@ -516,11 +521,12 @@ def sharpen(
         timings["flux"] = time.perf_counter() - t0
         # star light the network left in the non-stellar layer joins its star
         # (the layers change, their sum does not)
-        t0 = time.perf_counter()
-        split = separate_layers(stars, nonst, psf, params, sigma,
-                                exclude=borders.mask if borders.any else None)
-        notes.append(split.describe())
-        timings["layers"] = time.perf_counter() - t0
+        if layers:
+            t0 = time.perf_counter()
+            split = separate_layers(stars, nonst, psf, params, sigma,
+                                    exclude=borders.mask if borders.any else None)
+            notes.append(split.describe())
+            timings["layers"] = time.perf_counter() - t0
 
     if n_bad:
         stars[bad] = 0.0
@@ -597,7 +603,9 @@ def sharpen_file(
     for p in [out, *extra]:  # fail before the long computation, not after it
         check_output_path(p, overwrite=overwrite, input_path=src)
     image = read_image(src)
-    result = sharpen(image, params, progress=progress, model=model)
+    # the layer split only matters where a layer is written
+    result = sharpen(image, params, progress=progress, model=model,
+                     layers=starless is not None or stars_only is not None)
     written = write_image(result.image, out, overwrite=overwrite, dtype=output_type,
                           history=history_line(params, result.method))
     if starless is not None:
