@@ -32,6 +32,11 @@ def _disc(img, x, y, r):
     return float(img[np.hypot(yy - y, xx - x) <= r].sum())
 
 
+def _sky(seed):
+    """The nebula and a noise realisation."""
+    return _nebula(), np.random.default_rng(seed).normal(0, SIGMA, (SIZE, SIZE))
+
+
 def _psf():
     return PSFField.uniform((SIZE, SIZE), 1, *SRC)
 
@@ -50,9 +55,7 @@ POSITIONS = [(40.3, 40.6), (110.2, 45.1), (75.5, 80.4), (45.7, 120.2), (120.1, 1
 
 
 def test_stars_left_whole_in_the_nonstellar_layer_are_moved():
-    rng = np.random.default_rng(1)
-    neb = _nebula()
-    noise = rng.normal(0, SIGMA, neb.shape)
+    neb, noise = _sky(1)
     stars_true = sum(_star(x, y, 400.0) for x, y in POSITIONS)
     s, n, split = _run(np.zeros_like(neb), neb + noise + stars_true)
     assert split.n_moved >= len(POSITIONS)
@@ -66,9 +69,7 @@ def test_stars_left_whole_in_the_nonstellar_layer_are_moved():
 
 
 def test_partly_left_stars_are_completed():
-    rng = np.random.default_rng(2)
-    neb = _nebula()
-    noise = rng.normal(0, SIGMA, neb.shape)
+    neb, noise = _sky(2)
     full = sum(_star(x, y, 2000.0) for x, y in POSITIONS)
     # the network kept 85 % of each star, and left 15 % at the source size
     left = sum(_star(x, y, 300.0, SRC) for x, y in POSITIONS)
@@ -80,9 +81,7 @@ def test_partly_left_stars_are_completed():
 
 
 def test_a_smooth_nebula_with_noise_keeps_its_light():
-    rng = np.random.default_rng(3)
-    neb = _nebula()
-    noise = rng.normal(0, SIGMA, neb.shape)
+    neb, noise = _sky(3)
     s, n, split = _run(np.zeros_like(neb), neb + noise)
     # noise peaks are not stars: almost nothing moves, and the noise stays
     assert np.abs(s).sum() < 1e-3 * neb.sum()
@@ -90,9 +89,7 @@ def test_a_smooth_nebula_with_noise_keeps_its_light():
 
 
 def test_holes_under_stars_are_filled_without_negative_stars():
-    rng = np.random.default_rng(4)
-    neb = _nebula()
-    noise = rng.normal(0, SIGMA, neb.shape)
+    neb, noise = _sky(4)
     stars_true = sum(_star(x, y, 1500.0) for x, y in POSITIONS)
     # the stars layer took some nebular light under each star: a hole in the other layer
     taken = sum(_star(x, y, 150.0, SRC) for x, y in POSITIONS)

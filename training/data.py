@@ -93,9 +93,8 @@ def _example(rng: np.random.Generator, size: int, channels: int, mix: str = "def
     return out
 
 
-def _worker(args: tuple) -> str:
-    out_dir, seed, start, count, size, chunk = args[:6]
-    mix = args[6] if len(args) > 6 else "default"
+def _worker(args: tuple[str, int, int, int, int, int, str]) -> str:
+    out_dir, seed, start, count, size, chunk, mix = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     k = start // chunk
     path = os.path.join(out_dir, f"chunk_{seed}_{k:05d}.npz")

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .psf.measure import _poly_terms
+
 __all__ = ["ChannelShift", "measure_channel_shift", "align_channels"]
 
 #: reference channel (green)
@@ -74,8 +76,8 @@ class ChannelShift:
     def at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """(C, 2, N) offsets (dy, dx) at points."""
         y0, x0, s = self.frame
-        V = np.stack([np.ones(np.size(x)), (np.ravel(x) - x0) / s, (np.ravel(y) - y0) / s])
-        return np.einsum("cka,an->ckn", self.coef, V)
+        V = _poly_terms((np.ravel(x) - x0) / s, (np.ravel(y) - y0) / s, 1)  # (N, 3)
+        return np.einsum("cka,na->ckn", self.coef, V)
 
     def describe(self) -> str:
         names = "RGB" if len(self.coef) == 3 else [str(i) for i in range(len(self.coef))]
@@ -123,7 +125,7 @@ def measure_channel_shift(stars, shape: tuple[int, int], channels: int, referenc
     h, w = shape
     probe_y = np.array([0.0, 0.0, h - 1.0, h - 1.0, y0])
     probe_x = np.array([0.0, w - 1.0, 0.0, w - 1.0, x0])
-    P = np.stack([np.ones(5), (probe_x - x0) / s, (probe_y - y0) / s], axis=1)
+    P = _poly_terms((probe_x - x0) / s, (probe_y - y0) / s, 1)
     for c in range(channels):
         if c == reference:
             n_used[c] = n
@@ -139,7 +141,7 @@ def measure_channel_shift(stars, shape: tuple[int, int], channels: int, referenc
         # a centroid's error scales as FWHM / S/N; the two channels add
         err = np.hypot(stars.fwhm[idx][ok] / stars.snr[idx][ok], stars.fwhm[ref][ok] / stars.snr[ref][ok])
         wgt = 1.0 / np.maximum(err, 1e-3) ** 2
-        X = np.stack([np.ones(len(xr)), (xr - x0) / s, (yr - y0) / s], axis=1)
+        X = _poly_terms((xr - x0) / s, (yr - y0) / s, 1)
         keep = np.ones(len(xr), bool)
         sol = np.zeros((3, 2))
         cov = np.eye(3)

@@ -31,7 +31,7 @@ from .params import SharpenParams, correct_target, stellar_target
 from .psf.field import PARAM_NAMES, PSFField
 from .psf.moffat import alpha_from_fwhm
 
-__all__ = ["FluxCorrection", "encircled_energy", "conserve_star_flux", "luminance", "star_peaks"]
+__all__ = ["FluxCorrection", "encircled_energy", "conserve_star_flux", "luminance", "source_psf_at", "star_peaks"]
 
 #: aperture radius in source FWHM, and its bounds in pixels
 APERTURE_FWHM = 3.0
@@ -97,6 +97,12 @@ def luminance(layer: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         lum += layer[c] / np.float32(sigma[c])
     lum /= np.float32(np.sqrt(layer.shape[0]))
     return lum
+
+
+def source_psf_at(psf: PSFField, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Source FWHM and beta (beta bounded to 1.05 .. 20) per channel at points, each (C, N)."""
+    pars = psf.sample(ys, xs)  # (C, P, N)
+    return pars[:, PARAM_NAMES.index("fwhm")], np.clip(pars[:, PARAM_NAMES.index("beta")], 1.05, 20.0)
 
 
 def star_peaks(stars: np.ndarray, sigma: np.ndarray, threshold: float = 5.0, limit: int = MAX_STARS) -> tuple[np.ndarray, np.ndarray]:
@@ -184,9 +190,7 @@ def conserve_star_flux(
     none = FluxCorrection(n, np.zeros(C, int), np.zeros(C), np.zeros(C))
     if n == 0:
         return stars, none
-    pars = psf.sample(ys, xs)  # (C, P, N)
-    f_src = pars[:, PARAM_NAMES.index("fwhm")]
-    b_src = np.clip(pars[:, PARAM_NAMES.index("beta")], 1.05, 20.0)
+    f_src, b_src = source_psf_at(psf, ys, xs)
     if params.correct_only:
         f_tgt, b_tgt = correct_target(f_src, b_src)
     else:

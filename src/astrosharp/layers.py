@@ -45,9 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .flux import luminance, star_peaks
+from .flux import luminance, source_psf_at, star_peaks
 from .params import SharpenParams, correct_target, stellar_target
-from .psf.field import PARAM_NAMES, PSFField
+from .psf.field import PSFField
 from .psf.moffat import alpha_from_fwhm
 
 __all__ = ["LayerSplit", "separate_layers", "compact_sources"]
@@ -101,19 +101,20 @@ class LayerSplit:
                 f"stars filled")
 
 
-def _dog(layer: np.ndarray, sigma: np.ndarray, fwhm: float) -> tuple[np.ndarray, float]:
-    """The layer's luminance (in noise sigmas) filtered with a difference of
-    Gaussians matched to ``fwhm``, and the filtered image's robust noise."""
+def _dog(layer: np.ndarray, sigma: np.ndarray, fwhm: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The layer's luminance (in noise sigmas) smoothed by a Gaussian matched
+    to ``fwhm``; the same filtered with a difference of Gaussians (the smooth
+    one minus one 2.5 times wider); and the latter's robust noise."""
     from scipy.ndimage import gaussian_filter
 
     lum = luminance(layer, np.asarray(sigma, float).reshape(-1))
     s = max(float(fwhm), 1.0) / 2.3548
-    dog = gaussian_filter(lum, s, mode="reflect")
-    dog -= gaussian_filter(lum, 2.5 * s, mode="reflect")
+    smooth = gaussian_filter(lum, s, mode="reflect")
+    dog = smooth - gaussian_filter(lum, 2.5 * s, mode="reflect")
     del lum
     sample = dog[::3, ::3]
     noise = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
-    return dog, noise
+    return smooth, dog, noise
 
 
 def compact_sources(layer: np.ndarray, sigma: np.ndarray, fwhm: float, threshold: float = DETECT_SIGMA,
@@ -141,7 +142,7 @@ def compact_sources(layer: np.ndarray, sigma: np.ndarray, fwhm: float, threshold
     """
     from scipy.ndimage import maximum_filter
 
-    dog_img, noise = _dog(layer, sigma, fwhm) if dog is None else dog
+    dog_img, noise = _dog(layer, sigma, fwhm)[1:] if dog is None else dog
     if not np.isfinite(noise) or noise <= 0:
         return np.zeros(0, int), np.zeros(0, int)
     size = max(3, 2 * int(round(float(fwhm))) + 1)
@@ -153,9 +154,7 @@ def compact_sources(layer: np.ndarray, sigma: np.ndarray, fwhm: float, threshold
 
 def _targets(psf: PSFField, params: SharpenParams, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, ...]:
     """Target and source (FWHM, beta) per channel at points, each (C, N)."""
-    pars = psf.sample(ys, xs)  # (C, P, N)
-    f_src = pars[:, PARAM_NAMES.index("fwhm")]
-    b_src = np.clip(pars[:, PARAM_NAMES.index("beta")], 1.05, 20.0)
+    f_src, b_src = source_psf_at(psf, ys, xs)
     if params.correct_only:
         f_t, b_t = correct_target(f_src, b_src)
         if f_t.shape[0] > 1:
@@ -226,8 +225,8 @@ def separate_layers(
     # candidates: the stars layer's peaks and the non-stellar layer's compact sources
     py, px = star_peaks(stars, sigma, threshold=1.0, limit=MAX_STARS)
     f_typ = float(np.median(_targets(psf, params, np.array([H / 2]), np.array([W / 2]))[0]))
-    dog = _dog(nonstellar, sigma, f_typ)
-    ny, nx = compact_sources(nonstellar, sigma, f_typ, dog=dog)
+    smooth_n, dog, dog_noise = _dog(nonstellar, sigma, f_typ)
+    ny, nx = compact_sources(nonstellar, sigma, f_typ, dog=(dog, dog_noise))
     del dog
     if len(ny) and len(py):
         # a compact source on a stars-layer peak is that star
@@ -237,15 +236,13 @@ def separate_layers(
     split = LayerSplit(0, 0, 0, 0.0)
     if not (len(py) or len(ny)):
         return split
-    # positions: stars-layer peaks at the stars layer's centroid, compact sources at theirs
+    # positions: stars-layer peaks at the stars layer's centroid, compact
+    # sources at that of the smoothed non-stellar layer
+    y2, x2 = _subpixel(smooth_n, ny, nx)
+    del smooth_n
     lum_s = luminance(stars, sigma)
     y1, x1 = _subpixel(lum_s, py, px)
     del lum_s
-    from scipy.ndimage import gaussian_filter
-
-    lum_n = gaussian_filter(luminance(nonstellar, sigma), max(f_typ, 1.0) / 2.3548)
-    y2, x2 = _subpixel(lum_n, ny, nx)
-    del lum_n
     ys = np.concatenate([y1, y2])
     peaked = np.r_[np.ones(len(y1), bool), np.zeros(len(y2), bool)]
     xs = np.concatenate([x1, x2])
@@ -269,12 +266,12 @@ def separate_layers(
     filled_any = np.zeros(n, bool)
     moved_light = 0.0
     # a star whose window no other window overlaps is done in one pass
-    tree = cKDTree(np.c_[ys, xs])
+    pts = np.c_[ys, xs]
     crowded = np.zeros(n, bool)
-    pairs = tree.query_pairs(2.0 * float(radius.max()), output_type="ndarray")
+    pairs = cKDTree(pts).query_pairs(2.0 * float(radius.max()), output_type="ndarray")
     if len(pairs):
-        close = np.hypot(*(np.c_[ys, xs][pairs[:, 0]] - np.c_[ys, xs][pairs[:, 1]]).T) <= radius[pairs[:, 0]] + radius[pairs[:, 1]]
-        crowded[pairs[close].ravel()] = True
+        gap = np.hypot(*(pts[pairs[:, 0]] - pts[pairs[:, 1]]).T)
+        crowded[pairs[gap <= radius[pairs[:, 0]] + radius[pairs[:, 1]]].ravel()] = True
     todo = np.ones(n, bool)
     for _ in range(PASSES):
         for r, part in _groups(radius, todo):
@@ -330,9 +327,9 @@ def _fit_and_move(stars: np.ndarray, nonstellar: np.ndarray, sigma: np.ndarray, 
     if mask is not None:
         valid &= ~mask[yc, xc]
     wgt = valid.astype(np.float64)
-    ry = (yy - ys[:, None]) / r
-    rx = (xx - xs[:, None]) / r
-    r2 = (ry * ry + rx * rx) * (r * r)
+    oy = yy - ys[:, None]  # offsets from the star (px)
+    ox = xx - xs[:, None]
+    rx, ry = ox / r, oy / r  # the same in window radii, for the quadratic surface
     n = len(ys)
     npar = 8
     amp = np.zeros((C, 2, n))
@@ -341,7 +338,7 @@ def _fit_and_move(stars: np.ndarray, nonstellar: np.ndarray, sigma: np.ndarray, 
     prof = np.zeros((C, 2, n, len(dy)))
     for c in range(C):
         for j, (f, b) in enumerate(((f_t[c], b_t[c]), (f_s[c], b_s[c]))):
-            prof[c, j] = _pixel_moffat(rx * r, ry * r, f, b) * valid
+            prof[c, j] = _pixel_moffat(ox, oy, f, b) * valid
         one = np.ones_like(rx)
         X = np.stack([one, rx, ry, rx * rx, ry * ry, rx * ry, prof[c, 0], prof[c, 1]], axis=-1) * wgt[..., None]
         yv = nonstellar[c][yc, xc].astype(np.float64) * wgt
@@ -366,28 +363,26 @@ def _fit_and_move(stars: np.ndarray, nonstellar: np.ndarray, sigma: np.ndarray, 
     z = np.sum(z_c, axis=0) / np.sqrt(C)
     pos = z > SIGNIFICANCE
     neg = z < -SIGNIFICANCE
-    moved = 0.0
     sign = np.zeros(n)
+    sign[pos] = 1
+    sign[neg] = -1
+    sel = pos | neg
+    if not sel.any():
+        return sign, 0.0
+    pos, neg, peaked = pos[sel], neg[sel], peaked[sel]
+    yc, xc, valid = yc[sel], xc[sel], valid[sel]
+    moved = 0.0
     for c in range(C):
-        delta = amp[c, 0][:, None] * prof[c, 0] + amp[c, 1][:, None] * prof[c, 1]  # (n, P)
-        delta = np.where((pos | neg)[:, None], delta, 0.0)
-        if neg.any():
-            # a hole: give back no more than the stars layer holds there
-            held = np.maximum(stars[c][yc, xc].astype(np.float64), 0.0) * valid
-            delta = np.where(neg[:, None], np.maximum(delta, -held), delta)
-        # a star of the stars layer receives at most CAP times what that layer holds for it
+        delta = amp[c, 0, sel][:, None] * prof[c, 0, sel] + amp[c, 1, sel][:, None] * prof[c, 1, sel]  # (m, P)
         held = np.maximum(stars[c][yc, xc].astype(np.float64), 0.0) * valid
+        # a hole: give back no more than the stars layer holds there
+        delta = np.where(neg[:, None], np.maximum(delta, -held), delta)
+        # a star of the stars layer receives at most CAP times what that layer holds for it
         lim = CAP * held.sum(axis=1)
         tot = delta.sum(axis=1)
         scale = np.where(peaked & (tot > lim) & (tot > 0), lim / np.maximum(tot, 1e-300), 1.0)
-        delta = delta * scale[:, None]
-        delta = delta.astype(np.float32)
-        sel = (pos | neg)
-        if not sel.any():
-            continue
-        np.add.at(stars[c], (yc[sel], xc[sel]), delta[sel])
-        np.add.at(nonstellar[c], (yc[sel], xc[sel]), -delta[sel])
-        moved += float(np.abs(delta[sel]).sum(dtype=np.float64))
-    sign[pos] = 1
-    sign[neg] = -1
+        delta = (delta * scale[:, None]).astype(np.float32)
+        np.add.at(stars[c], (yc, xc), delta)
+        np.add.at(nonstellar[c], (yc, xc), -delta)
+        moved += float(np.abs(delta).sum(dtype=np.float64))
     return sign, moved
