@@ -92,6 +92,45 @@ def test_correct_only_equalises_channel_fwhm():
     assert np.allclose(x[0, names.index("correct_only")], 1.0)
 
 
+def test_mixed_batch_follows_the_params_formulas():
+    """Per-tile controls in one batch: each tile gets params.py's targets for its own controls."""
+    from astrosharp.nn.inputs import target_features
+    from astrosharp.params import nonstellar_target, stellar_target
+
+    rng = np.random.default_rng(4)
+    b, h, w = 6, 5, 7
+    m = np.zeros((b, 3, 6, h, w), np.float32)
+    m[:, :, 0] = rng.uniform(0.8, 8.0, (b, 3, h, w))
+    m[:, :, 1] = rng.uniform(1.05, 15.0, (b, 3, h, w))
+    ctrl = Controls(
+        sharpen_stars=np.array([1.0, 0.3, 0.0, 0.7, 0.5, 0.2]),
+        adjust_halos=np.array([0.0, -0.5, 0.4, 0.1, 0.0, 0.0]),
+        sharpen_nonstellar=np.array([0.5, 1.0, 0.2, 0.9, 0.6, 0.3]),
+        correct_only=np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        denoise=np.array([0.0, 0.5, 1.0, 0.0, 0.2, 0.0]),
+        psf_diameter=np.array([np.nan, np.nan, 3.0, 0.0, np.nan, 6.0]),
+    )
+    got = target_features(m, ctrl).reshape(b, -1, h, w)
+    for i in range(b):
+        f, be = m[i, :, 0].astype(float), m[i, :, 1].astype(float)
+        if ctrl.correct_only[i]:
+            med = np.median(f, axis=0)
+            want = [np.log2(med / f), np.zeros_like(f), np.log2(med / f)]
+        else:
+            tf, tb = stellar_target(f, be, ctrl.sharpen_stars[i], ctrl.adjust_halos[i])
+            d = ctrl.psf_diameter[i]
+            if np.isnan(d):
+                nf = nonstellar_target(f, ctrl.sharpen_nonstellar[i])
+            elif d == 0:
+                nf = f
+            else:
+                nf = np.minimum(nonstellar_target(d, ctrl.sharpen_nonstellar[i]), f)
+            want = [np.log2(tf / f), np.log2(tb / be), np.log2(nf / f)]
+        for j in range(3):
+            np.testing.assert_allclose(got[i, j:9:3], want[j], atol=2e-5, err_msg=f"tile {i}, target {j}")
+        assert np.all(got[i, -2] == ctrl.correct_only[i]) and np.allclose(got[i, -1], ctrl.denoise[i])
+
+
 def test_manual_diameter_zero_leaves_nonstellar():
     p = SharpenParams(psf_diameter=0.0, sharpen_nonstellar=1.0)
     x = build_inputs(np.zeros((1, 1, 8, 8), np.float32), 0.0, 1.0, None, _maps(1, 1, 8, 8), Controls.from_params(p, 1))

@@ -247,39 +247,47 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
     gives stars ``fwhm * (1 - 0.5 s)`` and ``clip(beta * 2**(-2 h), 1.2, 10)``,
     and non-stellar ``max(F_MIN, (1 - n) fwhm)``, never wider than the source.
     """
-    m = np.asarray(src_maps, dtype=np.float64)
+    m = np.asarray(src_maps, dtype=np.float32)
     b, c, _, h, w = m.shape
-    fwhm = np.maximum(m[:, :, 0], 0.3)
-    beta = np.clip(m[:, :, 1], 1.01, BETA_MAX)
-
-    def col(v: np.ndarray) -> np.ndarray:
-        return np.asarray(v, dtype=np.float64).reshape(-1, 1, 1, 1)
-
-    s, hal, n = col(controls.sharpen_stars), col(controls.adjust_halos), col(controls.sharpen_nonstellar)
-    co = col(controls.correct_only)
-    star_ratio = np.broadcast_to(1.0 - 0.5 * s, fwhm.shape)
-    t_beta = np.clip(beta * 2.0 ** (-2.0 * hal), *BETA_LIMITS)
-    beta_ratio = t_beta / beta
-    ns_t = np.minimum(np.maximum(F_MIN, (1.0 - n) * fwhm), fwhm)
-    ns_ratio = ns_t / fwhm
-    dia = col(controls.psf_diameter)
-    if np.any(np.isfinite(dia)):
-        d = np.where(np.isfinite(dia), dia, 0.0)
-        t_manual = np.minimum(np.maximum(F_MIN, (1.0 - n) * d), d)
-        manual_ratio = np.where(d > 0, np.minimum(1.0, t_manual / fwhm), 1.0)
-        ns_ratio = np.where(np.isfinite(dia), manual_ratio, ns_ratio)
-    # correct-only: the channels' median FWHM, beta kept, both layers
-    med = np.median(fwhm, axis=1, keepdims=True)
-    co_ratio = med / fwhm
-    is_co = co > 0.5
-    star_ratio = np.where(is_co, co_ratio, star_ratio)
-    beta_ratio = np.where(is_co, 1.0, beta_ratio)
-    ns_ratio = np.where(is_co, co_ratio, ns_ratio)
-    per = np.stack([np.log2(star_ratio), np.log2(beta_ratio), np.log2(ns_ratio)], axis=2)
+    fwhm = np.maximum(m[:, :, 0], np.float32(0.3))
+    log_f = np.log2(fwhm)
+    log_beta = np.log2(np.clip(m[:, :, 1], 1.01, BETA_MAX))
     out = np.empty((b, c * N_PER_CHANNEL_TARGETS + 2, h, w), dtype=np.float32)
-    out[:, : c * N_PER_CHANNEL_TARGETS] = per.reshape(b, c * N_PER_CHANNEL_TARGETS, h, w)
-    out[:, -2] = np.broadcast_to(co, (b, 1, h, w))[:, 0]
-    out[:, -1] = np.broadcast_to(col(controls.denoise), (b, 1, h, w))[:, 0]
+    k3 = c * N_PER_CHANNEL_TARGETS
+    star, beta_r, neb = (out[:, j:k3:N_PER_CHANNEL_TARGETS] for j in range(3))  # (B, C, h, w) views
+
+    def pick(a: np.ndarray, i: int) -> float:
+        return float(a[i]) if a.size > 1 else float(a[0])
+
+    lo, hi = (float(np.log2(v)) for v in BETA_LIMITS)
+    for i in range(b):
+        co = pick(controls.correct_only, i)
+        if co > 0.5:  # correct-only: the channels' median FWHM, beta kept, both layers
+            if c == 1:
+                star[i] = 0.0
+            else:
+                f = fwhm[i]
+                med = f.sum(0) - f.max(0) - f.min(0) if c == 3 else np.median(f, axis=0)
+                np.subtract(np.log2(med)[None], log_f[i], out=star[i])
+            beta_r[i] = 0.0
+            neb[i] = star[i]
+        else:
+            s, hal = pick(controls.sharpen_stars, i), pick(controls.adjust_halos, i)
+            n, dia = pick(controls.sharpen_nonstellar, i), pick(controls.psf_diameter, i)
+            star[i] = np.log2(1.0 - 0.5 * s)
+            # log2(clip(beta 2^(-2h), limits) / beta)
+            np.subtract(np.clip(log_beta[i] - 2.0 * hal, lo, hi), log_beta[i], out=beta_r[i])
+            if np.isfinite(dia):
+                if dia > 0:
+                    t = min(max(F_MIN, (1.0 - n) * dia), dia)
+                    np.minimum(np.log2(t) - log_f[i], 0.0, out=neb[i])
+                else:
+                    neb[i] = 0.0
+            else:  # log2(min(max(F_MIN / F, 1 - n), 1))
+                r = np.log2(1.0 - n) if n < 1.0 else -np.inf
+                np.minimum(np.maximum(np.log2(F_MIN) - log_f[i], r), 0.0, out=neb[i])
+        out[i, -2] = co
+        out[i, -1] = pick(controls.denoise, i)
     return out
 
 
