@@ -134,3 +134,61 @@ def test_pipeline_registers_colour_channels(shifted):
     assert any("lateral chromatic shift corrected" in n for n in res.notes)
     _, after = _offsets(res.image.data.astype(np.float32))
     assert not after.significant.any()
+
+
+# ---------------------------------------------------------------------------
+# FWHM differences between channels (correct-only in colour)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("beta", [1.8, 3.0, 6.0])
+@pytest.mark.parametrize("grow", [1.05, 1.2])
+def test_widening_sigma_reaches_the_target_fwhm(beta, grow):
+    """Checked by direct convolution of a finely sampled Moffat, not by the table's FFT."""
+    from scipy.ndimage import gaussian_filter
+
+    from astrosharp.chroma import widening_sigma
+
+    fwhm, k = 3.5, 12  # k samples per pixel
+    sg = widening_sigma(fwhm, beta, grow * fwhm)
+    assert sg > 0
+    n = 601
+    r2 = (np.arange(n) - n // 2)[:, None] ** 2 + (np.arange(n) - n // 2)[None, :] ** 2
+    alpha = fwhm * k / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    img = gaussian_filter((1.0 + r2 / alpha**2) ** (-beta), sg * k, mode="constant")
+    row = img[n // 2, n // 2:]
+    half = 0.5 * row[0]
+    j = int(np.argmax(row < half))
+    got = 2.0 * (j - 1 + (row[j - 1] - half) / (row[j - 1] - row[j])) / k
+    assert got == pytest.approx(grow * fwhm, rel=0.01)
+    # and not the quadrature rule, which over-blurs a Moffat
+    assert sg < np.sqrt(grow**2 - 1.0) * fwhm / 2.3548
+    assert widening_sigma(fwhm, beta, 0.9 * fwhm) == 0.0
+
+
+def test_equalise_tiles_matches_the_channels_to_the_widest():
+    from astrosharp.chroma import equalise_tiles
+    from astrosharp.psf.fit import fit_stars
+
+    fw = (3.0, 3.3, 3.8)
+    h = w = 64
+    tiles = np.stack([render_moffat((h, w), 31.7, 32.2, 1e4, f, BETA) for f in fw])[None].astype(np.float32)
+    maps = np.zeros((1, 3, 6, h, w), np.float32)
+    for c, f in enumerate(fw):
+        maps[0, c, 0] = f
+    maps[0, :, 1] = BETA
+    before = tiles.copy()
+    out, omaps, ratio = equalise_tiles(tiles, maps)
+    assert np.array_equal(tiles, before)  # the input array is not modified
+    assert ratio[0] == pytest.approx(3.3 / 3.8)
+    assert np.allclose(omaps[0, :, 0], 3.8)
+    assert np.array_equal(out[0, 2], tiles[0, 2])  # the widest channel is left as it is
+    np.testing.assert_allclose(out.sum(axis=(2, 3)), tiles.sum(axis=(2, 3)), rtol=1e-3)  # flux kept
+    got = [fit_stars(out[0, c][None, 20:45, 20:45], [11.7], [12.2], fwhm_guess=3.5, noise=1.0).fwhm[0] for c in range(3)]
+    np.testing.assert_allclose(got, 3.8, rtol=0.02)
+    # channels that already agree are left alone
+    same = np.repeat(tiles[:, 1:2], 3, axis=1)
+    m2 = maps.copy()
+    m2[0, :, 0] = 3.3
+    o2, _, r2 = equalise_tiles(same, m2)
+    assert np.isnan(r2[0]) and np.array_equal(o2, same)

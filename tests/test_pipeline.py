@@ -333,3 +333,36 @@ def test_galaxy_cores_wider_than_the_manual_psf_are_not_stars():
 
     if res.method == "nn":
         assert psnr(res.image.data) > psnr(case.obs.image) + 1.0
+
+
+def test_correct_only_gives_the_colour_channels_one_width():
+    """Channels of FWHM 3.4 / 4.0 / 4.6 px leave correct-only at about the median (4.0) in all three."""
+    model = _shipped_model()
+    rng = np.random.default_rng(8)
+    h = w = 256
+    ys, xs = rng.integers(30, h - 30, 30), rng.integers(30, w - 30, 30)
+    keep = np.ones(30, bool)
+    for i in range(30):  # isolated stars only
+        d = np.hypot(ys - ys[i], xs - xs[i])
+        d[i] = 1e9
+        keep[i] = d.min() > 20
+    ys, xs = ys[keep], xs[keep]
+    flux = rng.uniform(1e4, 4e4, ys.size)
+    img = np.empty((3, h, w))
+    for c, f in enumerate((3.4, 4.0, 4.6)):
+        sky = np.zeros((h, w))
+        sky[ys, xs] = flux
+        img[c] = signal.fftconvolve(sky, moffat_kernel(f, 3.0, size=61), mode="same")
+    img = (img + 100.0 + rng.normal(0, 2.0, img.shape)).astype(np.float32)
+    res = sharpen(img, SharpenParams(correct_only=True, sharpen_stars=0.0, sharpen_nonstellar=0.0), model=model)
+    from astrosharp.psf.fit import fit_stars
+
+    def widths(a):
+        centre = np.full(ys.size, 12.0)
+        return [float(np.median(fit_stars(np.stack([a[c, y - 12:y + 13, x - 12:x + 13] for y, x in zip(ys, xs)]),
+                                          centre, centre, fwhm_guess=4.0, noise=2.0).fwhm)) for c in range(3)]
+
+    fin, fout = widths(img), widths(res.image.data)
+    np.testing.assert_allclose(fin, (3.4, 4.0, 4.6), rtol=0.02)
+    assert (max(fout) - min(fout)) / np.median(fout) < 0.05  # the bar; 0.15 before equalising
+    assert 0.92 < np.median(fout) / 4.0 < 1.05

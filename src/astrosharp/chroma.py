@@ -1,4 +1,8 @@
-"""Lateral chromatic aberration: the colour channels' star images registered.
+"""Chromatic differences between the colour channels: where their stars lie
+and how wide they are.
+
+Lateral shift
+-------------
 
 A refractor's lateral colour, an imperfect colour registration in stacking,
 or atmospheric dispersion put a star's red and blue images a fraction of a
@@ -16,6 +20,19 @@ squares with 3-sigma clipping. :func:`align_channels` resamples each channel
 onto the reference's positions (cubic spline interpolation, in strips of
 rows so that memory stays bounded). The pipeline does this before the
 translation, when the shift is significant (``ChannelShift.significant``).
+
+FWHM differences (correct-only in colour)
+-----------------------------------------
+Seeing and longitudinal colour give each channel its own star width (blue
+is often the softest). Correct-only asks for every channel at the median of
+the channels' FWHM. The network processes the channels jointly and moves
+them together: asked for different ratios per channel, it applies about
+their mean to all. :func:`equalise_tiles` therefore hands it channels that
+agree: per tile (the PSF field's resolution), the narrower channels are
+blurred by the Gaussian that widens their Moffat to the widest channel's
+FWHM (:func:`widening_sigma`, exact for the Moffat, not the quadrature rule),
+and the network then narrows all three together to the median, the one
+thing it was trained to do (sharpen stars by ``2 (1 - median / widest)``).
 """
 
 from __future__ import annotations
@@ -26,7 +43,8 @@ import numpy as np
 
 from .psf.measure import _poly_terms
 
-__all__ = ["ChannelShift", "measure_channel_shift", "align_channels"]
+__all__ = ["ChannelShift", "measure_channel_shift", "align_channels", "widening_sigma", "equalise_tiles",
+           "MIN_FWHM_SPREAD"]
 
 #: reference channel (green)
 REFERENCE = 1
@@ -41,6 +59,9 @@ MIN_SIGNIFICANCE = 4.0
 #: rows resampled at a time, and the margin each strip reads beyond its rows
 STRIP = 512
 MARGIN = 16
+#: correct-only equalises a tile's channels when (widest - narrowest) / median
+#: FWHM exceeds this
+MIN_FWHM_SPREAD = 0.03
 
 
 @dataclass
@@ -225,3 +246,113 @@ def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray
             if np.isfinite(sat):
                 np.minimum(out[c], sat, out=out[c])
     return out
+
+
+# ---------------------------------------------------------------------------
+# FWHM differences
+# ---------------------------------------------------------------------------
+
+_GRID = 128  # samples of the profile table's images
+_SAMPLES_PER_FWHM = 8.0
+_BETAS = np.array([1.2, 1.5, 1.8, 2.2, 2.6, 3.0, 3.5, 4.0, 5.0, 6.5, 8.0, 10.0, 14.0, 20.0])
+_SIGMAS = np.linspace(0.0, 1.2, 25)  # Gaussian sigma in units of the Moffat FWHM
+
+
+def _fwhm_of(img: np.ndarray) -> float:
+    """FWHM (in samples) of a centred, radially symmetric peak, along its central row."""
+    c = img.shape[0] // 2
+    row = img[c, c:]
+    half = 0.5 * row[0]
+    k = int(np.argmax(row < half))  # first sample below half maximum
+    if k == 0:
+        return float("nan")
+    a, b = row[k - 1], row[k]
+    return 2.0 * ((k - 1) + (a - half) / (a - b))
+
+
+_TABLE: np.ndarray | None = None
+
+
+def _widening_table() -> np.ndarray:
+    """FWHM of Moffat(FWHM 1, beta) convolved with a Gaussian of sigma s, on
+    the (_BETAS, _SIGMAS) grid (computed once, by FFT)."""
+    global _TABLE
+    if _TABLE is None:
+        n = _GRID
+        r2 = ((np.arange(n) - n // 2)[:, None] ** 2 + (np.arange(n) - n // 2)[None, :] ** 2).astype(np.float64)
+        q2 = np.fft.fftfreq(n)[:, None] ** 2 + np.fft.rfftfreq(n)[None, :] ** 2
+        table = np.empty((len(_BETAS), len(_SIGMAS)))
+        for i, beta in enumerate(_BETAS):
+            alpha = _SAMPLES_PER_FWHM / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+            otf = np.fft.rfft2(np.fft.ifftshift((1.0 + r2 / alpha**2) ** (-beta)))
+            s2 = (_SIGMAS * _SAMPLES_PER_FWHM)[:, None, None] ** 2
+            imgs = np.fft.irfft2(otf[None] * np.exp(-2.0 * np.pi**2 * s2 * q2[None]), s=(n, n))
+            for j in range(len(_SIGMAS)):
+                table[i, j] = _fwhm_of(np.fft.fftshift(imgs[j])) / _SAMPLES_PER_FWHM
+        _TABLE = table
+    return _TABLE
+
+
+def widening_sigma(fwhm: float, beta: float, target_fwhm: float) -> float:
+    """Sigma (px) of the Gaussian that widens a Moffat of ``fwhm`` and ``beta``
+    to ``target_fwhm`` (0 when the target is not wider).
+
+    The table is exact for the Moffat (its core widens faster than the
+    quadrature sum of FWHMs suggests); beta is clipped to 1.2 .. 20.
+    """
+    fwhm, target = float(fwhm), float(target_fwhm)
+    if not (fwhm > 0) or not (target > fwhm):
+        return 0.0
+    t = _widening_table()
+    b = float(np.clip(beta, _BETAS[0], _BETAS[-1]))
+    i = int(np.clip(np.searchsorted(_BETAS, b) - 1, 0, len(_BETAS) - 2))
+    w = (b - _BETAS[i]) / (_BETAS[i + 1] - _BETAS[i])
+    curve = (1.0 - w) * t[i] + w * t[i + 1]  # FWHM / fwhm as a function of sigma / fwhm, increasing
+    ratio = min(target / fwhm, float(curve[-1]))
+    return float(np.interp(ratio, curve, _SIGMAS)) * fwhm
+
+
+def equalise_tiles(tiles: np.ndarray, maps: np.ndarray, min_spread: float = MIN_FWHM_SPREAD,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blur the narrower channels of each colour tile to its widest channel.
+
+    Parameters
+    ----------
+    tiles : (B, C, h, w) ndarray
+        Padded tiles as the engine gives them (C = 3).
+    maps : (B, C, P, h, w) ndarray
+        Their source PSF maps (``PARAM_NAMES`` order: fwhm, beta, ...).
+    min_spread : float
+        Tiles whose channels' FWHM spread ((max - min) / median, at the tile
+        centre) is at most this are left alone.
+
+    Returns
+    -------
+    tiles, maps : new arrays
+        Blurred tiles, and maps whose FWHM is the widest channel's in every
+        channel (their spatial variation kept).
+    ratio : (B,) ndarray
+        Median over widest FWHM per tile (what the network must narrow all
+        channels by), NaN where the tile was left alone.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    tiles = np.array(tiles, dtype=np.float32, copy=True)
+    maps = np.array(maps, dtype=np.float32, copy=True)
+    b, c, h, w = tiles.shape
+    ratio = np.full(b, np.nan)
+    if c < 2:
+        return tiles, maps, ratio
+    for i in range(b):
+        f = maps[i, :, 0, h // 2, w // 2].astype(np.float64)
+        beta = maps[i, :, 1, h // 2, w // 2].astype(np.float64)
+        med, widest = float(np.median(f)), float(f.max())
+        if not (med > 0) or (widest - f.min()) / med <= min_spread:
+            continue
+        for k in range(c):
+            sg = widening_sigma(f[k], beta[k], widest)
+            if sg > 0.0:
+                tiles[i, k] = gaussian_filter(tiles[i, k], sg, mode="reflect", truncate=4.0)
+                maps[i, k, 0] *= np.float32(widest / f[k])
+        ratio[i] = med / widest
+    return tiles, maps, ratio
