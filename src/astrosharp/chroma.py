@@ -26,13 +26,13 @@ FWHM differences (correct-only in colour)
 Seeing and longitudinal colour give each channel its own star width (blue
 is often the softest). Correct-only asks for every channel at the median of
 the channels' FWHM. The network processes the channels jointly and moves
-them together: asked for different ratios per channel, it applies about
-their mean to all. :func:`equalise_tiles` therefore hands it channels that
+them together: asked to sharpen channels of different widths by one ratio,
+it narrows their differences as well (at sharpen 1.0: R 0.58, G 0.56, B 0.51
+of their inputs). :func:`equalise_tiles` therefore hands it channels that
 agree: per tile (the PSF field's resolution), the narrower channels are
 blurred by the Gaussian that widens their Moffat to the widest channel's
-FWHM (:func:`widening_sigma`, exact for the Moffat, not the quadrature rule),
-and the network then narrows all three together to the median, the one
-thing it was trained to do (sharpen stars by ``2 (1 - median / widest)``).
+FWHM (:func:`widening_sigma`, exact for the Moffat, not the quadrature rule).
+:mod:`astrosharp.correct` then takes all three to the median.
 """
 
 from __future__ import annotations

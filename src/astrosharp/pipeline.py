@@ -261,13 +261,6 @@ def _load_model(notes: list[str]) -> Any | None:
         return None
 
 
-def _narrowing(params: SharpenParams, ratio: float) -> SharpenParams:
-    """Correct-only for channels made equally wide: every layer narrowed by
-    ``ratio`` (<= 1) to the channels' median FWHM, round, halos unchanged."""
-    return params.replace(correct_only=False, sharpen_stars=2.0 * (1.0 - ratio), adjust_halos=0.0,
-                          sharpen_nonstellar=1.0 - ratio, psf_diameter=None)
-
-
 def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, sigma: np.ndarray,
                    saturation: np.ndarray | None, model: Any, level_map: np.ndarray | None = None):
     """fn(tiles, boxes) -> (stars, nonstellar) for one pass."""
@@ -285,16 +278,12 @@ def _tile_function(method: str, params: SharpenParams, psf: PSFField, bg: Any, s
                     bgm[i] = extract_tile(level_map, b)
             else:
                 bgm = np.stack([bg.map(box=(b.py0, b.px0, b.py0 + b.ph, b.px0 + b.pw)) for b in boxes])
-            run_params: Any = params
-            if params.correct_only and tiles.shape[1] > 1:
-                # the network moves the channels together: give it channels of
-                # one width, then narrow all to their median (astrosharp.chroma)
-                from .chroma import equalise_tiles
+            if params.correct_only:
+                # sharpen to a round PSF, then convolve to the round target (astrosharp.correct)
+                from .correct import correct_tiles
 
-                tiles, maps, ratio = equalise_tiles(tiles, maps)
-                if np.isfinite(ratio).any():
-                    run_params = [params if not np.isfinite(r) else _narrowing(params, float(r)) for r in ratio]
-            stars, nonst = model.translate(tiles, bgm, sigma, saturation, maps, run_params)
+                return correct_tiles(model, tiles, bgm, sigma, saturation, maps, params)
+            stars, nonst = model.translate(tiles, bgm, sigma, saturation, maps, params)
             return np.asarray(stars, np.float32), np.asarray(nonst, np.float32)
         from .classical import classical_translate
 

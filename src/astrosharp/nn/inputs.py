@@ -45,7 +45,6 @@ u_faint (3).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -159,15 +158,6 @@ class Controls:
         )
 
     @classmethod
-    def concat(cls, parts: "Sequence[Controls]") -> "Controls":
-        """Controls of several batches, one after the other."""
-        return cls(**{f: np.concatenate([np.broadcast_to(getattr(c, f), (len(c),)) for c in parts])
-                      for f in _CONTROL_FIELDS})
-
-    def __len__(self) -> int:
-        return max(np.size(getattr(self, f)) for f in _CONTROL_FIELDS)
-
-    @classmethod
     def from_arrays(
         cls,
         sharpen_stars: Any,
@@ -186,9 +176,6 @@ class Controls:
             denoise=np.asarray(denoise, dtype=np.float64).reshape(-1),
             psf_diameter=np.full(s.shape, np.nan),
         )
-
-
-_CONTROL_FIELDS = ("sharpen_stars", "adjust_halos", "sharpen_nonstellar", "correct_only", "denoise", "psf_diameter")
 
 
 def _as_bchw(v: Any, b: int, c: int, name: str) -> np.ndarray:

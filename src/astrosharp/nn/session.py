@@ -210,7 +210,7 @@ class Model:
         sigma: Any,
         saturation: Any,
         src_maps: np.ndarray,
-        params: SharpenParams | Sequence[SharpenParams],
+        params: SharpenParams,
         poisson_k: Any = None,
         batch_size: int = 4,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -230,10 +230,9 @@ class Model:
             Source PSF parameters from ``PSFField.maps`` (fwhm, beta, e1, e2,
             asym_x, asym_y). With a manual PSF diameter, pass the field of
             ``PSFField.uniform(shape, C, D)`` where there are no stars.
-        params : SharpenParams or sequence of them
+        params : SharpenParams
             The controls (sharpen_stars, adjust_halos, psf_diameter,
-            sharpen_nonstellar, correct_only, denoise), for all tiles or one
-            per tile.
+            sharpen_nonstellar, correct_only, denoise).
         poisson_k : (C,) or None
             ``1 / (gain * sigma)`` when the gain is known (photon noise of
             bright sources), else None.
@@ -253,9 +252,6 @@ class Model:
         if not np.all(np.isfinite(tiles)):
             raise ParameterError("tiles contain NaN or infinite values; fill them before translating")
         src_maps = np.asarray(src_maps, dtype=np.float32)
-        per_tile = not isinstance(params, SharpenParams)
-        if per_tile and len(params) != b:
-            raise ParameterError(f"{len(params)} sets of controls for {b} tiles")
         m = self.tile_multiple
         ph, pw = (-h) % m, (-w) % m
         stars = np.empty((b, c, h, w), dtype=np.float32)
@@ -288,8 +284,7 @@ class Model:
                 pick(sg, sl),
                 pick(sat, sl),
                 pad(src_maps[sl]),
-                Controls.concat([Controls.from_params(p, 1) for p in params[sl]]) if per_tile
-                else Controls.from_params(params, n),
+                Controls.from_params(params, n),
                 poisson_k=pick(pk, sl),
             )
             y = self.run(x)[:, :, :h, :w]
