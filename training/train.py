@@ -62,6 +62,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     flux_weight: float = 0.5
     bright_weight: float = 0.0
+    centroid_weight: float = 0.0  # training.loss.centroid_term on the stars layer
     threads: int = 2
     log_every: int = 25
     eval_every: int = 500
@@ -303,7 +304,7 @@ def train(
         xt, yt = _to(x, device), _to(y, device)
         with _autocast(device):
             o = model(xt)
-        loss, parts = total_loss(o, yt, cfg.flux_weight, cfg.bright_weight)
+        loss, parts = total_loss(o, yt, cfg.flux_weight, cfg.bright_weight, cfg.centroid_weight)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             skipped += 1

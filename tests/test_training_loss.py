@@ -1,0 +1,47 @@
+"""Training loss terms (training.loss)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.loss import centroid_term, total_loss  # noqa: E402
+
+
+def _star(x0, y0, flux=5000.0, size=32, sigma=1.2):
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
+    g = torch.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma**2))
+    return (flux * g / g.sum())[None, None]
+
+
+def test_centroid_term_grows_with_the_shift_and_ignores_flux_scaling():
+    t = _star(15.3, 16.1)
+    costs = [float(centroid_term(_star(15.3 + d, 16.1), t)) for d in (0.0, 0.05, 0.1, 0.2)]
+    assert costs[0] == 0.0
+    assert costs[1] < costs[2] < costs[3]
+    assert costs[3] == pytest.approx(2 * costs[2], rel=0.15)  # about linear in the shift
+    # a 2 % brighter star at the right place costs far less than 0.1 px off
+    assert float(centroid_term(1.02 * t, t)) < 0.5 * costs[2]
+
+
+def test_centroid_term_hardly_counts_noise():
+    rng = np.random.default_rng(0)
+    noise = torch.from_numpy(rng.normal(0, 1, (1, 1, 32, 32)))
+    t = _star(15.3, 16.1)
+    # 0.3 sigma of residual noise over the patch costs less than one 5000 sigma-px star 0.05 px off
+    assert float(centroid_term(t + 0.3 * noise, t)) < float(centroid_term(_star(15.35, 16.1), t))
+
+
+def test_total_loss_adds_the_centroid_term_only_when_weighted():
+    from astrosharp.nn.inputs import FAINT_SCALE
+
+    t = torch.zeros(1, 6, 32, 32, dtype=torch.float64)
+    o = t.clone()
+    t[:, :3] = torch.asinh(_star(15.3, 16.1)[0] / FAINT_SCALE)
+    o[:, :3] = torch.asinh(_star(15.5, 16.1)[0] / FAINT_SCALE)
+    base, parts = total_loss(o, t)
+    weighted, _ = total_loss(o, t, centroid_weight=2.0)
+    assert parts["l_centroid"] > 0
+    assert float(weighted - base) == pytest.approx(2.0 * parts["l_centroid"], rel=1e-5)
