@@ -23,16 +23,16 @@ the target is the wider of the two). So, per tile:
    ``OTF(T, beta) / OTF(sharpened FWHM, beta)``, with ``T`` the target FWHM
    (the channel's own in mono, the channels' median in colour), at the tile
    centre (the PSF field's resolution);
-3. the input's noise is put back as the network keeps it: the difference of a
-   second pass at the requested denoise amount and the denoised one (skipped
-   at denoise 1). Where the sharpened stars layer is bright (above about
-   ``NOISE_STARS`` sigma) the two passes differ by more than noise (the
-   noisier pass sharpens its stars further), so the difference is faded out
-   there. The denoised pass keeps a smooth part of the noise (on pure noise
-   its level is 0.42 of the input's, correlated 0.71 with it) whose fine
-   structure the convolution removes, so at denoise 0 the output's noise is
-   about 0.86 of the input's, not 1.
+3. the input's noise is put back (times ``1 - denoise``): the input less the
+   denoised result taken back to the source PSF, that is convolved with
+   ``OTF(source) / OTF(sharpened)``, the source an elliptical Moffat per
+   channel. Where the source PSF is round at the target already, the output
+   is the input. Where the sharpened stars layer is bright (above about
+   ``NOISE_STARS`` sigma) the Moffat model of the source misses detail the
+   star has (a trail's ends, coma), which is not noise, so the difference is
+   faded out there.
 
+One network pass per tile.
 Convolution is by FFT on the tile padded by reflection, so that a tile's edge
 does not wrap around to the opposite one.
 """
@@ -59,12 +59,16 @@ MARGIN = 32
 
 _FWHM = PARAM_NAMES.index("fwhm")
 _BETA = PARAM_NAMES.index("beta")
+_E1 = PARAM_NAMES.index("e1")
+_E2 = PARAM_NAMES.index("e2")
 
 
 def translation_kernel_otf(qx: np.ndarray, qy: np.ndarray, fwhm_from: float, beta_from: float,
-                           fwhm_to: float, beta_to: float) -> np.ndarray:
+                           fwhm_to: float, beta_to: float, ellipticity_to: float = 0.0,
+                           angle_to: float = 0.0) -> np.ndarray:
     """Transfer function that turns a round Moffat (fwhm_from, beta_from) into
-    a round Moffat (fwhm_to, beta_to); 1 at zero frequency (flux kept).
+    a Moffat (fwhm_to, beta_to, ellipticity_to, angle_to; round by default);
+    1 at zero frequency (flux kept).
 
     Where the source Moffat's transfer is below 1e-6 (far beyond what a
     sharper-to-wider translation needs) the ratio is set to 0.
@@ -72,7 +76,7 @@ def translation_kernel_otf(qx: np.ndarray, qy: np.ndarray, fwhm_from: float, bet
     from .psf.moffat import moffat_otf
 
     src = moffat_otf(qx, qy, fwhm_from, beta_from)
-    dst = moffat_otf(qx, qy, fwhm_to, beta_to)
+    dst = moffat_otf(qx, qy, fwhm_to, beta_to, ellipticity_to, angle_to)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(src > 1e-6, dst / src, 0.0)
     return np.clip(r, 0.0, 1.0)
@@ -110,8 +114,11 @@ def correct_tiles(model: Any, tiles: np.ndarray, background: np.ndarray, sigma: 
     stars, nonstellar : (B, C, h, w) ndarray of float32
     """
     b, c, h, w = tiles.shape
-    # the channels' own FWHM at the tile centres sets the target (their median)
-    f_src = maps[:, :, _FWHM, h // 2, w // 2].astype(np.float64)
+    # the channels' own PSF at the tile centres sets the target (their median
+    # FWHM) and, with the input, gives the noise
+    src = maps[:, :, :, h // 2, w // 2].astype(np.float64)
+    f_src = src[:, :, _FWHM]
+    raw = np.asarray(tiles, np.float64)
     if c > 1:
         from .chroma import equalise_tiles
 
@@ -121,12 +128,7 @@ def correct_tiles(model: Any, tiles: np.ndarray, background: np.ndarray, sigma: 
     s1, n1 = model.translate(tiles, background, sigma, saturation, maps, sharp)
     s1 = np.asarray(s1, np.float64)
     n1 = np.asarray(n1, np.float64) - background
-    noise = None
-    if params.denoise < 1.0:
-        s0, n0 = model.translate(tiles, background, sigma, saturation, maps, sharp.replace(denoise=params.denoise))
-        noise = (np.asarray(s0, np.float64) + np.asarray(n0, np.float64) - background) - (s1 + n1)
-        sg = np.asarray(sigma, np.float64).reshape(1, -1, 1, 1) if np.ndim(sigma) <= 1 else np.asarray(sigma, np.float64)[:, :, None, None]
-        noise *= 1.0 / (1.0 + (np.maximum(s1, 0.0) / (NOISE_STARS * sg)) ** 2)
+    sig = np.asarray(sigma, np.float64)
     m = MARGIN
     qy = np.fft.fftfreq(h + 2 * m)[:, None]
     qx = np.fft.rfftfreq(w + 2 * m)[None, :]
@@ -145,7 +147,22 @@ def correct_tiles(model: Any, tiles: np.ndarray, background: np.ndarray, sigma: 
                for k in range(c)]
         stars[i] = _convolve(s1[i], k_s, m)
         ns = _convolve(n1[i], k_n, m) + background[i]
-        if noise is not None:
-            ns += noise[i]
+        if params.denoise < 1.0:
+            # the input's noise: the input less the denoised result taken
+            # back to the source PSF (an elliptical Moffat per channel)
+            e = np.hypot(src[i, :, _E1], src[i, :, _E2])
+            ang = np.rad2deg(0.5 * np.arctan2(src[i, :, _E2], src[i, :, _E1]))
+            b_src = np.clip(src[i, :, _BETA], 1.01, 20.0)
+            back_s = [translation_kernel_otf(qx, qy, star_from[k], star_beta[k], f_src[i, k], b_src[k], e[k], ang[k])
+                      for k in range(c)]
+            back_n = [translation_kernel_otf(qx, qy, neb_from[k], beta[k], f_src[i, k], b_src[k], e[k], ang[k])
+                      for k in range(c)]
+            model_src = _convolve(s1[i], back_s, m) + _convolve(n1[i], back_n, m) + background[i]
+            noise = raw[i] - model_src
+            # where stars are bright the source PSF model (a Moffat) misses
+            # their detail (trails, coma): that is not noise
+            sg = (sig[i] if sig.ndim == 2 else np.broadcast_to(sig.reshape(-1), (c,))).reshape(c, 1, 1)
+            noise *= 1.0 / (1.0 + (np.maximum(s1[i], 0.0) / (NOISE_STARS * sg)) ** 2)
+            ns += (1.0 - params.denoise) * noise
         nonst[i] = ns
     return stars, nonst
