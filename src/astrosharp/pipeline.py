@@ -433,6 +433,7 @@ def sharpen(
 
     t0 = time.perf_counter()
     chroma = None
+    star_table = None  # the measurement's star fits in the input (when measured here)
     if psf_field is None:
         mp = params
         if params.method in ("rl", "wiener"):
@@ -454,6 +455,7 @@ def sharpen(
             st = measurement.stars
             point = np.asarray(st.used, bool) & (np.asarray(st.fwhm) <= MANUAL_STAR_WIDTH * params.psf_diameter)
             n_point = int(max((np.sum(point & (np.asarray(st.channel) == k)) for k in range(c)), default=0))
+        star_table = measurement.stars
         del measurement
         if params.psf_diameter is not None and (np.all(psf.origin == ORIGINS.index("fallback"))
                                                 or n_point < MANUAL_BELOW_STARS):
@@ -519,6 +521,15 @@ def sharpen(
         from .flux import conserve_star_flux
         from .layers import separate_layers
 
+        from .recentre import recentre_stars
+
+        t0 = time.perf_counter()
+        # a change of PSF does not move a star either
+        stars, rc = recentre_stars(stars, star_table, sigma, exclude=borders.mask if borders.any else None,
+                                   copy=False)
+        if rc.applied.any():
+            notes.append(rc.describe())
+        timings["recentre"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         stars, fc = conserve_star_flux(stars, nonst, source, psf, params, sigma, saturation,
                                        exclude=borders.mask if borders.any else None, copy=False)
