@@ -45,3 +45,24 @@ def test_total_loss_adds_the_centroid_term_only_when_weighted():
     weighted, _ = total_loss(o, t, centroid_weight=2.0)
     assert parts["l_centroid"] > 0
     assert float(weighted - base) == pytest.approx(2.0 * parts["l_centroid"], rel=1e-5)
+
+
+def test_mirror_edge_pads_like_the_engine():
+    """A patch given a frame edge k px inside its left side looks like a tile the engine cut at the image border."""
+    from astrosharp.tiles import TileBox, extract_tile
+    from training.data import mirror_edge
+
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(2, 40, 50)).astype(np.float32)
+    k = 7
+    box = TileBox(y0=0, x0=0, y1=40, x1=40, py0=0, px0=-k, ph=40, pw=40, iy=0, ix=0)
+    engine = extract_tile(img, box)
+    patch = np.concatenate([np.zeros((2, 40, k), np.float32), img[:, :, : 40 - k]], axis=2)
+    np.testing.assert_array_equal(mirror_edge(patch, 2, k), engine)
+    # the far side and the hold mode
+    flipped = mirror_edge(patch[..., ::-1], 3, k)[..., ::-1]
+    np.testing.assert_array_equal(flipped, engine)
+    held = mirror_edge(patch, 2, k, hold=True)
+    assert np.all(held[:, :, :k] == held[:, :, k:k + 1])
+    top = mirror_edge(np.swapaxes(patch, 1, 2), 0, k)
+    np.testing.assert_array_equal(np.swapaxes(top, 1, 2), engine)

@@ -227,6 +227,33 @@ class BatchOptions:
     sigma_jitter: float = 0.05
     augment: bool = True
     crop: int | None = None
+    # share of patches given a frame edge: mirrored beyond a line near one
+    # side, as the engine pads a tile at the image border
+    edge_fraction: float = 0.0
+    edge_max: int = 24
+
+
+def mirror_edge(a: np.ndarray, side: int, k: int, hold: bool = False) -> np.ndarray:
+    """``a`` (..., S, S) with everything beyond a line ``k`` px inside one side
+    (0 top, 1 bottom, 2 left, 3 right) replaced by the reflection of what lies
+    inside (numpy's "reflect": the line's own pixel is not repeated), as
+    :func:`astrosharp.tiles.extract_tile` pads beyond the image; with ``hold``
+    the line's values are held instead (the PSF maps beyond the image)."""
+    if k <= 0:
+        return a
+    a = np.array(a, copy=True)
+    n = a.shape[-1] if side >= 2 else a.shape[-2]
+    idx = np.arange(n)
+    if side in (1, 3):  # mirror from the far side: flip, work, flip back
+        a = a[..., ::-1] if side == 3 else a[..., ::-1, :]
+    src = np.full(k, k) if hold else 2 * k - idx[:k]
+    if side >= 2:
+        a[..., :k] = a[..., src]
+    else:
+        a[..., :k, :] = a[..., src, :]
+    if side in (1, 3):
+        a = a[..., ::-1] if side == 3 else a[..., ::-1, :]
+    return np.ascontiguousarray(a)
 
 
 def make_batch(
@@ -288,6 +315,11 @@ def make_batch(
         obs = np.minimum(clean + noise, sat)
         saturated = obs >= sat
         noise = np.where(saturated, 0.0, noise)
+        if opts.augment and opts.edge_fraction and rng.random() < opts.edge_fraction:
+            side, k = int(rng.integers(0, 4)), int(rng.integers(1, opts.edge_max + 1))
+            obs, noise, ts, tn, bgmap = (mirror_edge(a, side, k) for a in (obs, noise, ts, tn, bgmap))
+            saturated = obs >= sat
+            maps = mirror_edge(maps, side, k, hold=True)
         d = denoise if denoise is not None else (0.0 if rng.random() < opts.denoise_zero_fraction else float(rng.random()))
         # the background handed to the network: its level (the gradient then
         # stays in the non-stellar layer) or the full map, slightly wrong
