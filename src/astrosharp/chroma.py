@@ -41,7 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .psf.field import PARAM_NAMES
 from .psf.measure import _poly_terms
+from .psf.moffat import alpha_from_fwhm
 
 __all__ = ["ChannelShift", "measure_channel_shift", "align_channels", "widening_sigma", "equalise_tiles",
            "MIN_FWHM_SPREAD"]
@@ -252,6 +254,8 @@ def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray
 # FWHM differences
 # ---------------------------------------------------------------------------
 
+_FWHM = PARAM_NAMES.index("fwhm")
+_BETA = PARAM_NAMES.index("beta")
 _GRID = 128  # samples of the profile table's images
 _SAMPLES_PER_FWHM = 8.0
 _BETAS = np.array([1.2, 1.5, 1.8, 2.2, 2.6, 3.0, 3.5, 4.0, 5.0, 6.5, 8.0, 10.0, 14.0, 20.0])
@@ -283,7 +287,7 @@ def _widening_table() -> np.ndarray:
         q2 = np.fft.fftfreq(n)[:, None] ** 2 + np.fft.rfftfreq(n)[None, :] ** 2
         table = np.empty((len(_BETAS), len(_SIGMAS)))
         for i, beta in enumerate(_BETAS):
-            alpha = _SAMPLES_PER_FWHM / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+            alpha = alpha_from_fwhm(_SAMPLES_PER_FWHM, beta)
             otf = np.fft.rfft2(np.fft.ifftshift((1.0 + r2 / alpha**2) ** (-beta)))
             s2 = (_SIGMAS * _SAMPLES_PER_FWHM)[:, None, None] ** 2
             imgs = np.fft.irfft2(otf[None] * np.exp(-2.0 * np.pi**2 * s2 * q2[None]), s=(n, n))
@@ -344,8 +348,8 @@ def equalise_tiles(tiles: np.ndarray, maps: np.ndarray, min_spread: float = MIN_
     if c < 2:
         return tiles, maps, ratio
     for i in range(b):
-        f = maps[i, :, 0, h // 2, w // 2].astype(np.float64)
-        beta = maps[i, :, 1, h // 2, w // 2].astype(np.float64)
+        f = maps[i, :, _FWHM, h // 2, w // 2].astype(np.float64)
+        beta = maps[i, :, _BETA, h // 2, w // 2].astype(np.float64)
         med, widest = float(np.median(f)), float(f.max())
         if not (med > 0) or (widest - f.min()) / med <= min_spread:
             continue
@@ -353,6 +357,6 @@ def equalise_tiles(tiles: np.ndarray, maps: np.ndarray, min_spread: float = MIN_
             sg = widening_sigma(f[k], beta[k], widest)
             if sg > 0.0:
                 tiles[i, k] = gaussian_filter(tiles[i, k], sg, mode="reflect", truncate=4.0)
-                maps[i, k, 0] *= np.float32(widest / f[k])
+                maps[i, k, _FWHM] *= np.float32(widest / f[k])
         ratio[i] = med / widest
     return tiles, maps, ratio

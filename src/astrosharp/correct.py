@@ -51,7 +51,7 @@ __all__ = ["SHARPEN", "correct_tiles", "translation_kernel_otf"]
 #: the sharpening the network is asked for before the reblur (stars to
 #: ``1 - SHARPEN / 2`` of the source FWHM, non-stellar to ``1 - SHARPEN / 2``)
 SHARPEN = 1.0
-#: the passes' difference is taken as noise only where the (sharpened)
+#: the input less its model is taken as noise only where the (sharpened)
 #: stars layer is below about this many noise sigma
 NOISE_STARS = 5.0
 #: reflection margin (px) of the FFT convolution
@@ -61,6 +61,13 @@ _FWHM = PARAM_NAMES.index("fwhm")
 _BETA = PARAM_NAMES.index("beta")
 _E1 = PARAM_NAMES.index("e1")
 _E2 = PARAM_NAMES.index("e2")
+
+
+def _ratio(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """dst / src where src > 1e-6 (0 beyond), clipped to [0, 1]."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(src > 1e-6, dst / src, 0.0)
+    return np.clip(r, 0.0, 1.0)
 
 
 def translation_kernel_otf(qx: np.ndarray, qy: np.ndarray, fwhm_from: float, beta_from: float,
@@ -75,22 +82,19 @@ def translation_kernel_otf(qx: np.ndarray, qy: np.ndarray, fwhm_from: float, bet
     """
     from .psf.moffat import moffat_otf
 
-    src = moffat_otf(qx, qy, fwhm_from, beta_from)
-    dst = moffat_otf(qx, qy, fwhm_to, beta_to, ellipticity_to, angle_to)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(src > 1e-6, dst / src, 0.0)
-    return np.clip(r, 0.0, 1.0)
+    return _ratio(moffat_otf(qx, qy, fwhm_to, beta_to, ellipticity_to, angle_to),
+                  moffat_otf(qx, qy, fwhm_from, beta_from))
 
 
-def _convolve(layer: np.ndarray, otfs: list[np.ndarray], margin: int) -> np.ndarray:
-    """(C, h, w) layer, one transfer function (rfft2 layout of the padded
-    size) per channel."""
-    out = np.empty_like(layer)
-    for c in range(layer.shape[0]):
-        padded = np.pad(layer[c].astype(np.float64), margin, mode="reflect")
-        conv = np.fft.irfft2(np.fft.rfft2(padded) * otfs[c], s=padded.shape)
-        out[c] = conv[margin:-margin, margin:-margin]
-    return out
+def _spectra(layer: np.ndarray, margin: int) -> list[np.ndarray]:
+    """rfft2 of each channel of a (C, h, w) layer, padded by reflection."""
+    return [np.fft.rfft2(np.pad(ch.astype(np.float64), margin, mode="reflect")) for ch in layer]
+
+
+def _image(spectrum: np.ndarray, shape: tuple[int, int], margin: int) -> np.ndarray:
+    """The (h, w) image of a padded spectrum, the margin cut off."""
+    h, w = shape
+    return np.fft.irfft2(spectrum, s=(h + 2 * margin, w + 2 * margin))[margin:-margin, margin:-margin]
 
 
 def correct_tiles(model: Any, tiles: np.ndarray, background: np.ndarray, sigma: Any, saturation: Any,
@@ -118,7 +122,7 @@ def correct_tiles(model: Any, tiles: np.ndarray, background: np.ndarray, sigma: 
     # FWHM) and, with the input, gives the noise
     src = maps[:, :, :, h // 2, w // 2].astype(np.float64)
     f_src = src[:, :, _FWHM]
-    raw = np.asarray(tiles, np.float64)
+    raw = tiles  # the input, before any equalising blur
     if c > 1:
         from .chroma import equalise_tiles
 
@@ -128,6 +132,8 @@ def correct_tiles(model: Any, tiles: np.ndarray, background: np.ndarray, sigma: 
     s1, n1 = model.translate(tiles, background, sigma, saturation, maps, sharp)
     s1 = np.asarray(s1, np.float64)
     n1 = np.asarray(n1, np.float64) - background
+    from .psf.moffat import moffat_otf
+
     sig = np.asarray(sigma, np.float64)
     m = MARGIN
     qy = np.fft.fftfreq(h + 2 * m)[:, None]
@@ -137,32 +143,36 @@ def correct_tiles(model: Any, tiles: np.ndarray, background: np.ndarray, sigma: 
     for i in range(b):
         f = maps[i, :, _FWHM, h // 2, w // 2].astype(np.float64)
         beta = np.clip(maps[i, :, _BETA, h // 2, w // 2].astype(np.float64), 1.01, 20.0)
-        target = np.full(c, np.median(f_src[i]))
+        target = float(np.median(f_src[i]))
         star_from = f * (1.0 - SHARPEN / 2.0)
         neb_from = np.minimum(np.maximum(F_MIN, f * (1.0 - SHARPEN / 2.0)), f)
         star_beta = np.clip(beta, *BETA_LIMITS)
-        k_s = [translation_kernel_otf(qx, qy, star_from[k], star_beta[k], max(target[k], star_from[k]), beta[k])
-               for k in range(c)]
-        k_n = [translation_kernel_otf(qx, qy, neb_from[k], beta[k], max(target[k], neb_from[k]), beta[k])
-               for k in range(c)]
-        stars[i] = _convolve(s1[i], k_s, m)
-        ns = _convolve(n1[i], k_n, m) + background[i]
-        if params.denoise < 1.0:
-            # the input's noise: the input less the denoised result taken
-            # back to the source PSF (an elliptical Moffat per channel)
-            e = np.hypot(src[i, :, _E1], src[i, :, _E2])
-            ang = np.rad2deg(0.5 * np.arctan2(src[i, :, _E2], src[i, :, _E1]))
-            b_src = np.clip(src[i, :, _BETA], 1.01, 20.0)
-            back_s = [translation_kernel_otf(qx, qy, star_from[k], star_beta[k], f_src[i, k], b_src[k], e[k], ang[k])
-                      for k in range(c)]
-            back_n = [translation_kernel_otf(qx, qy, neb_from[k], beta[k], f_src[i, k], b_src[k], e[k], ang[k])
-                      for k in range(c)]
-            model_src = _convolve(s1[i], back_s, m) + _convolve(n1[i], back_n, m) + background[i]
-            noise = raw[i] - model_src
-            # where stars are bright the source PSF model (a Moffat) misses
-            # their detail (trails, coma): that is not noise
-            sg = (sig[i] if sig.ndim == 2 else np.broadcast_to(sig.reshape(-1), (c,))).reshape(c, 1, 1)
-            noise *= 1.0 / (1.0 + (np.maximum(s1[i], 0.0) / (NOISE_STARS * sg)) ** 2)
-            ns += (1.0 - params.denoise) * noise
-        nonst[i] = ns
+        e = np.hypot(src[i, :, _E1], src[i, :, _E2])
+        ang = np.rad2deg(0.5 * np.arctan2(src[i, :, _E2], src[i, :, _E1]))
+        b_src = np.clip(src[i, :, _BETA], 1.01, 20.0)
+        otfs: dict[tuple[float, ...], np.ndarray] = {}
+
+        def otf(*p: float) -> np.ndarray:  # each profile's transfer function once per tile
+            if p not in otfs:
+                otfs[p] = moffat_otf(qx, qy, *p)
+            return otfs[p]
+
+        spec_s, spec_n = _spectra(s1[i], m), _spectra(n1[i], m)
+        for k in range(c):
+            o_star, o_neb = otf(star_from[k], star_beta[k]), otf(neb_from[k], beta[k])
+            stars[i, k] = _image(spec_s[k] * _ratio(otf(max(target, star_from[k]), beta[k]), o_star), (h, w), m)
+            ns = _image(spec_n[k] * _ratio(otf(max(target, neb_from[k]), beta[k]), o_neb), (h, w), m)
+            ns += background[i, k]
+            if params.denoise < 1.0:
+                # the input's noise: the input less the denoised result taken
+                # back to the source PSF (an elliptical Moffat per channel)
+                o_src = otf(f_src[i, k], b_src[k], e[k], ang[k])
+                model_src = _image(spec_s[k] * _ratio(o_src, o_star) + spec_n[k] * _ratio(o_src, o_neb), (h, w), m)
+                noise = raw[i, k] - (model_src + background[i, k])
+                # where stars are bright the source PSF model (a Moffat) misses
+                # their detail (trails, coma): that is not noise
+                sg = float(sig[i, k] if sig.ndim == 2 else np.broadcast_to(sig.reshape(-1), (c,))[k])
+                noise *= 1.0 / (1.0 + (np.maximum(s1[i, k], 0.0) / (NOISE_STARS * sg)) ** 2)
+                ns += (1.0 - params.denoise) * noise
+            nonst[i, k] = ns
     return stars, nonst

@@ -520,7 +520,6 @@ def sharpen(
         # a change of PSF moves a star's light, it does not make or lose any
         from .flux import conserve_star_flux
         from .layers import separate_layers
-
         from .recentre import recentre_stars
 
         t0 = time.perf_counter()

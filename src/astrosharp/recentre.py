@@ -82,12 +82,12 @@ def shift_image(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """
     from scipy.ndimage import correlate1d
 
-    out = np.asarray(a, dtype=np.float32)
+    out = np.array(a, dtype=np.float32, copy=True)
     if dy:
-        out = correlate1d(out, _lanczos_weights(dy), axis=0, mode="nearest")
+        correlate1d(out, _lanczos_weights(dy), axis=0, output=out, mode="nearest")
     if dx:
-        out = correlate1d(out, _lanczos_weights(dx), axis=1, mode="nearest")
-    return np.array(out, dtype=np.float32, copy=True)
+        correlate1d(out, _lanczos_weights(dx), axis=1, output=out, mode="nearest")
+    return out
 
 
 def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndarray | None = None,
