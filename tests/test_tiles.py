@@ -170,3 +170,23 @@ def test_wrong_output_shape_is_reported():
         run_tiled(data, lambda t, b: t[:, :, :10, :10])
     with pytest.raises(ValueError, match="expected 2"):
         run_tiled(data, lambda t, b: t, outputs=2)
+
+
+def test_margin_reads_the_extension_and_returns_the_image():
+    data = _image((2, 70, 90), seed=3)
+    m = 32
+    ext = np.pad(data, ((0, 0), (m, m), (m, m)), mode="constant", constant_values=-1.0)
+    ext[:, m:-m, m:-m] = data
+    seen = []
+
+    def fn(tiles, boxes):
+        seen.append(tiles.copy())
+        return tiles * 2.0
+
+    out = run_tiled(ext, fn, margin=m, halo=8)
+    assert out.shape == data.shape
+    np.testing.assert_allclose(out, 2.0 * data, rtol=1e-6)
+    # the context beyond the image came from the extension, not a mirror of the image
+    assert np.any(seen[0] == -1.0)
+    with pytest.raises(ValueError, match="margin"):
+        run_tiled(ext, fn, margin=-1)

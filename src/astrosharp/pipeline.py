@@ -510,9 +510,21 @@ def sharpen(
             if k:
                 current = stars + nonst  # the next pass works on the previous pass's result
             fn = _tile_function(method, p, f, bg, sigma, saturation, model, level_map)
+            margin = 0
+            if method == "nn":
+                # beyond the frame edge the network sees the mirrored sky with the
+                # stars cut by the edge continued (astrosharp.outside)
+                from .outside import MARGIN, extend_frame
+
+                t1 = time.perf_counter()
+                current, _ = extend_frame(current, f, sigma, level_map, saturation, MARGIN)
+                margin = MARGIN
+                timings["outside"] = timings.get("outside", 0.0) + time.perf_counter() - t1
             stars, nonst = run_tiled(
-                current, fn, tile=p.tile_size, overlap=p.overlap, batch=BATCH, outputs=2, progress=bar.update
+                current, fn, tile=p.tile_size, overlap=p.overlap, batch=BATCH, outputs=2, progress=bar.update,
+                margin=margin,
             )
+            del current
     timings["translate"] = time.perf_counter() - t0
     assert stars is not None and nonst is not None  # at least one pass always runs
 

@@ -215,16 +215,21 @@ def _reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(m < n, m, period - m)
 
 
-def extract_tile(data: np.ndarray, box: TileBox) -> np.ndarray:
+def extract_tile(data: np.ndarray, box: TileBox, margin: int = 0) -> np.ndarray:
     """The padded tile ``box`` of ``data`` (C, H, W), mirrored beyond the image.
+
+    With ``margin`` > 0, ``data`` is the image already extended by that many
+    pixels on every side (:func:`astrosharp.outside.extend_frame`) and box
+    coordinates refer to the image inside it; the extension is mirrored in
+    turn where a box reaches beyond it.
 
     Returns
     -------
     (C, ph, pw) ndarray, same dtype as ``data``
     """
     _, h, w = data.shape
-    ys = np.arange(box.py0, box.py0 + box.ph)
-    xs = np.arange(box.px0, box.px0 + box.pw)
+    ys = np.arange(box.py0, box.py0 + box.ph) + margin
+    xs = np.arange(box.px0, box.px0 + box.pw) + margin
     inside_y = (ys.min() >= 0) and (ys.max() < h)
     inside_x = (xs.min() >= 0) and (xs.max() < w)
     if inside_y and inside_x:
@@ -256,6 +261,7 @@ def run_tiled(
     multiple: int = MULTIPLE,
     outputs: int = 1,
     progress: Callable[[int], object] | None = None,
+    margin: int = 0,
 ) -> np.ndarray | tuple[np.ndarray, ...]:
     """Apply ``fn`` to an image tile by tile and blend the results.
 
@@ -282,6 +288,10 @@ def run_tiled(
         Number of arrays ``fn`` returns (1 or 2, e.g. stars and non-stellar).
     progress : callable, optional
         Called with the number of tiles finished after each batch.
+    margin : int
+        ``data`` is the image extended by this many pixels on every side
+        (the context beyond the frame edge); the outputs cover the image
+        without them.
 
     Returns
     -------
@@ -293,7 +303,12 @@ def run_tiled(
         raise ValueError(f"data must be (C, H, W), got shape {data.shape}")
     if outputs < 1:
         raise ValueError(f"outputs must be at least 1, got {outputs}")
+    if margin < 0:
+        raise ValueError(f"margin must be non-negative, got {margin}")
     _, h, w = data.shape
+    h, w = h - 2 * margin, w - 2 * margin
+    if h < 1 or w < 1:
+        raise ValueError(f"data of shape {data.shape} is smaller than twice the margin {margin}")
     grid = plan_grid((h, w), tile, overlap)
     th, tw = min(tile, h), min(tile, w)
     wy = axis_weights(grid.y_starts, h, th)
@@ -301,7 +316,7 @@ def run_tiled(
     boxes = tile_boxes((h, w), tile, overlap, halo, multiple)
     acc: list[np.ndarray] | None = None
     for group in iter_batches(boxes, batch):
-        tiles = np.stack([extract_tile(data, b) for b in group]).astype(np.float32, copy=False)
+        tiles = np.stack([extract_tile(data, b, margin) for b in group]).astype(np.float32, copy=False)
         res = fn(tiles, group)
         if isinstance(res, np.ndarray):
             res = (res,)
