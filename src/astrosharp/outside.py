@@ -15,11 +15,12 @@ edge that the network sharpened into a star that is not there.
 :func:`extend_frame` builds the context instead from what the frame tells
 about those stars. Every star near an edge (a local maximum within
 ``REACH_FWHM`` source FWHM of it, at least ``DETECT_SIGMA`` noise sigmas above
-the local background, in the sum of the channels) is fitted, channel by
-channel, with the measured source PSF at that place (the pixel-integrated
-elliptical Moffat of the field's FWHM, beta and ellipticity; free flux,
-centre and a constant) on its unsaturated pixels inside the frame; its centre
-may lie up to ``BEYOND_FWHM`` FWHM beyond the edge. Beyond the frame the
+the local background, in the sum of the channels) is fitted with the measured
+source PSF at that place (the pixel-integrated elliptical Moffat of the
+field's FWHM, beta and ellipticity) on its unsaturated pixels inside the
+frame: its centre on the channels together (they are registered by then),
+which may lie up to ``BEYOND_FWHM`` FWHM beyond the edge, then each channel's
+flux and constant. Beyond the frame the
 context is then the mirror image of the interior with those stars taken out,
 plus the stars' own profiles continued across the edge (clipped at the
 saturation level where the channel is clipped, as the interior is).
@@ -133,41 +134,44 @@ def _candidates(data: np.ndarray, level: np.ndarray, sigma: np.ndarray, reach: f
 
 
 def _render(shape: tuple[int, int], y0: int, x0: int, xc: float, yc: float, flux: float,
-            shape_pars: dict[str, float]) -> np.ndarray:
+            shape_pars: dict[str, float], oversample: int = 3) -> np.ndarray:
     from .psf.moffat import moffat_image
 
     return moffat_image(shape, xc - x0, yc - y0, flux, shape_pars["fwhm"], shape_pars["beta"],
-                        shape_pars["ellipticity"], shape_pars["angle"], oversample=3)
+                        shape_pars["ellipticity"], shape_pars["angle"], oversample=oversample)
 
 
 def _fit_one(stamp: np.ndarray, use: np.ndarray, y0: int, x0: int, yc: float, xc: float,
              sp: dict[str, float], bounds: tuple[np.ndarray, np.ndarray]) -> tuple[float, float, float, float] | None:
-    """Least-squares fit of flux, centre (x, y) and a constant; None when it fails or the flux is not positive."""
+    """Least-squares fit of flux, centre (x, y) and a constant; None when it fails or the flux is not positive.
+
+    The centre is the only nonlinear part: for each trial centre, flux and
+    constant come from linear least squares (variable projection)."""
     from scipy.optimize import least_squares
 
     d = stamp[use]
     if d.size < 8:
         return None
+    ones = np.ones_like(d)
 
-    def model(p: np.ndarray) -> np.ndarray:
-        return _render(stamp.shape, y0, x0, p[1], p[2], p[0], sp)[use] + p[3]
+    def linear(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prof = _render(stamp.shape, y0, x0, p[0], p[1], 1.0, sp, oversample=2)[use]
+        a = np.stack([prof, ones], axis=1)
+        coef, *_ = np.linalg.lstsq(a, d, rcond=None)
+        return a @ coef - d, coef
 
-    def resid(p: np.ndarray) -> np.ndarray:
-        return model(p) - d
-
-    f0 = max(float(np.max(d) - np.median(d)), 1e-12) * 2.0 * sp["fwhm"] ** 2
-    p0 = np.array([f0, xc, yc, float(np.median(d))])
     lo, hi = bounds
-    lo = np.array([0.0, lo[0], lo[1], -np.inf])
-    hi = np.array([np.inf, hi[0], hi[1], np.inf])
-    p0 = np.clip(p0, lo + 1e-9, hi - 1e-9)
+    p0 = np.clip(np.array([xc, yc], float), lo + 1e-6, hi - 1e-6)
     try:
-        r = least_squares(resid, p0, bounds=(lo, hi), x_scale="jac", max_nfev=60)
+        r = least_squares(lambda p: linear(p)[0], p0, bounds=(lo, hi), diff_step=1e-3, max_nfev=30)
     except (ValueError, np.linalg.LinAlgError):
         return None
-    if not r.success or not np.all(np.isfinite(r.x)) or r.x[0] <= 0:
+    if not np.all(np.isfinite(r.x)):
         return None
-    return float(r.x[0]), float(r.x[1]), float(r.x[2]), float(r.x[3])
+    _, (flux, const) = linear(r.x)
+    if not (np.isfinite(flux) and flux > 0):
+        return None
+    return float(flux), float(r.x[0]), float(r.x[1]), float(const)
 
 
 def extend_frame(data: np.ndarray, psf: PSFField, sigma: np.ndarray, level: np.ndarray | None = None,
@@ -221,31 +225,42 @@ def extend_frame(data: np.ndarray, psf: PSFField, sigma: np.ndarray, level: np.n
     boxes: list[tuple] = []  # stars whose continuation meets the mirror of a clipped core
     for py, px in zip(ys, xs):
         shapes = _shape_at(psf, float(py), float(px))
+        f = max(sp["fwhm"] for sp in shapes)
+        dist = min(py, px, h - 1 - py, w - 1 - px)
+        if dist > REACH_FWHM * f:
+            continue
+        r = max(int(np.ceil(FIT_FWHM * f)), FIT_MIN)
+        y0, y1 = max(py - r, 0), min(py + r + 1, h)
+        x0, x1 = max(px - r, 0), min(px + r + 1, w)
+        stamps = data[:, y0:y1, x0:x1].astype(float)
+        for (xo, yo, ko, fo, so, ro) in fitted:  # brighter stars already fitted
+            if abs(xo - px) <= ro + r and abs(yo - py) <= ro + r:
+                stamps[ko] -= _render(stamps.shape[1:], y0, x0, xo, yo, fo, so)
+        use = np.isfinite(stamps)
+        if sat is not None:
+            use &= ~(data[:, y0:y1, x0:x1] >= 0.98 * sat[:, None, None])
+        # the centre from the channels together (registered: one position), in noise sigmas
+        lum = np.sum(np.where(use, stamps, 0.0) / sigma[:, None, None], axis=0)
+        b = BEYOND_FWHM * f
+        lo = (max(px - 2.0, -b), max(py - 2.0, -b))
+        hi = (min(px + 2.0, w - 1 + b), min(py + 2.0, h - 1 + b))
+        mid = shapes[int(np.argsort([sp["fwhm"] for sp in shapes])[c // 2])]
+        fit = _fit_one(lum, use.all(axis=0), y0, x0, float(py), float(px), mid, (np.array(lo), np.array(hi)))
+        if fit is None:
+            continue
+        _, xc, yc, _ = fit
         for k in range(c):
+            # each channel's flux and constant at that centre, by linear least squares
             sp = shapes[k]
-            f = sp["fwhm"]
-            dist = min(py, px, h - 1 - py, w - 1 - px)
-            if dist > REACH_FWHM * f:
+            prof = _render(stamps.shape[1:], y0, x0, xc, yc, 1.0, sp)[use[k]]
+            if prof.size < 8:
                 continue
-            r = max(int(np.ceil(FIT_FWHM * f)), FIT_MIN)
-            y0, y1 = max(py - r, 0), min(py + r + 1, h)
-            x0, x1 = max(px - r, 0), min(px + r + 1, w)
-            stamp = data[k, y0:y1, x0:x1].astype(float)
-            for (xo, yo, ko, fo, so, ro) in fitted:  # brighter stars already fitted
-                if ko == k and abs(xo - px) <= ro + r and abs(yo - py) <= ro + r:
-                    stamp -= _render(stamp.shape, y0, x0, xo, yo, fo, so)
-            use = np.isfinite(stamp)
-            if sat is not None and np.isfinite(sat[k]):
-                use &= data[k, y0:y1, x0:x1] < 0.98 * sat[k]
-            b = BEYOND_FWHM * f
-            lo = (max(px - 2.0, -b), max(py - 2.0, -b))
-            hi = (min(px + 2.0, w - 1 + b), min(py + 2.0, h - 1 + b))
-            fit = _fit_one(stamp, use, y0, x0, float(py), float(px), sp, (np.array(lo), np.array(hi)))
-            if fit is None:
+            a = np.stack([prof, np.ones_like(prof)], axis=1)
+            (flux, const), *_ = np.linalg.lstsq(a, stamps[k][use[k]], rcond=None)
+            if not (np.isfinite(flux) and flux > 0):
                 continue
-            flux, xc, yc, const = fit
-            rr = max(int(np.ceil(RENDER_FWHM * f)), RENDER_MIN)
-            fitted.append((xc, yc, k, flux, sp, rr))
+            rr = max(int(np.ceil(RENDER_FWHM * sp["fwhm"])), RENDER_MIN)
+            fitted.append((xc, yc, k, float(flux), sp, rr))
             # beyond the edge: out = mirror(data - star) + star, i.e. add star(p) - star(mirror(p))
             half = rr + 2 * int(np.ceil(dist + b)) + 2
             iy, ix = int(round(yc)), int(round(xc))
