@@ -221,3 +221,42 @@ def test_star_next_to_a_border_is_sharpened_like_one_in_the_middle(kind):
     strip = ndimage.binary_dilation(b.mask[0], iterations=6) & interior & far
     dev = out[0][strip] - ref.image.data[0][strip]
     assert np.sqrt(np.mean(dev**2)) < 0.2 * NOISE  # untreated: 0.3 to 400 NOISE
+
+
+def test_interior_box_of_straight_and_ragged_borders():
+    img = _noise((3, 120, 160))
+    assert find_borders(img).interior_box() is None
+    img[:, :7] = 0.0
+    img[:, :, -4:] = np.nan
+    b = find_borders(img, grow=1)
+    assert b.interior_box() == (8, 120, 0, 155)  # grown by one line
+    rag = _with_border(_noise((1, 180, 240)), "ragged")
+    assert find_borders(rag).interior_box() is None
+
+
+def test_star_cut_by_a_straight_border_is_sharpened_as_at_the_frame_edge():
+    """With the network, a straight stacking border is treated as the frame
+    edge: the sky next to it comes out as when the sky alone is sharpened."""
+    from astrosharp.bench import metrics as M  # noqa: F401  (bench import keeps synth cached)
+
+    shape = (160, 200)
+    sky = _stars(shape, [(60, 15), (100, 120), (30, 90)], seed=5)  # a star 2 px inside the border below
+    img = sky.copy()
+    img[:, :, :13] = 0.0  # a 13 px zero border on the left
+    b = find_borders(img)
+    y0, y1, x0, x1 = b.interior_box()
+    assert (y0, y1, x0, x1) == (0, 160, 14, 200)
+    p = SharpenParams(sharpen_stars=1.0, sharpen_nonstellar=0.5)
+    psf = PSFField.uniform(shape, 1, FWHM, 3.0, origin="image")
+    crop_psf = PSFField.uniform((y1 - y0, x1 - x0), 1, FWHM, 3.0, origin="image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sharpen(img, p, psf_field=psf)
+        crop = sharpen(np.ascontiguousarray(sky[:, y0:y1, x0:x1]), p, psf_field=crop_psf)
+    assert res.method == "nn" and crop.method == "nn"
+    out = res.image.data[:, y0:y1, x0:x1]
+    ref = crop.image.data
+    near = (slice(None), slice(45, 76), slice(0, 12))  # the cut star, next to the border
+    peak_ref = float(ref[near].max() - BG)
+    assert abs(float(out[near].max() - BG) / peak_ref - 1) < 0.05
+    np.testing.assert_array_equal(res.image.data[b.mask], img[b.mask])

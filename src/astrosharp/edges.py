@@ -107,6 +107,21 @@ class Borders:
         """Border pixel values over all channels (mask included growth)."""
         return int(self.mask.sum())
 
+    def interior_box(self) -> tuple[int, int, int, int] | None:
+        """(y0, y1, x0, x1) of the sky when the border is straight: every pixel
+        outside that rectangle is a border pixel (in some channel) and none
+        inside it is. None for a ragged border, or when there is none."""
+        if not self.any:
+            return None
+        sky = ~self.mask.any(axis=0)
+        rows, cols = np.flatnonzero(sky.any(axis=1)), np.flatnonzero(sky.any(axis=0))
+        if not len(rows) or not len(cols):
+            return None
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        if not sky[y0:y1, x0:x1].all() or int(sky.sum()) != (y1 - y0) * (x1 - x0):
+            return None
+        return y0, y1, x0, x1
+
     def describe(self) -> str:
         """One sentence for the result's notes and logs."""
         if not self.any:

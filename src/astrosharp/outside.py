@@ -175,7 +175,8 @@ def _fit_one(stamp: np.ndarray, use: np.ndarray, y0: int, x0: int, yc: float, xc
 
 
 def extend_frame(data: np.ndarray, psf: PSFField, sigma: np.ndarray, level: np.ndarray | None = None,
-                 saturation: np.ndarray | None = None, margin: int = MARGIN) -> tuple[np.ndarray, EdgeStars]:
+                 saturation: np.ndarray | None = None, margin: int = MARGIN,
+                 box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, EdgeStars]:
     """The image extended by ``margin`` px on every side for the network's context.
 
     Parameters
@@ -195,6 +196,11 @@ def extend_frame(data: np.ndarray, psf: PSFField, sigma: np.ndarray, level: np.n
         are clipped at it.
     margin : int
         Pixels added on each side.
+    box : (y0, y1, x0, x1), optional
+        Where the sky is, when a straight stacking border surrounds it
+        (:meth:`astrosharp.edges.Borders.interior_box`): the edges of this
+        box are the frame edges, and the border pixels outside it get the
+        same context as the pixels beyond the image.
 
     Returns
     -------
@@ -205,7 +211,28 @@ def extend_frame(data: np.ndarray, psf: PSFField, sigma: np.ndarray, level: np.n
     """
     data = np.asarray(data)
     c, h, w = data.shape
+    if box is not None and tuple(box) != (0, h, 0, w):
+        y0, y1, x0, x1 = (int(v) for v in box)
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise ValueError(f"box {box} is not inside the {w}x{h} image")
+        reach = int(margin) + max(y0, x0, h - y1, w - x1)
+        lvl = None if level is None else (np.asarray(level)[:, y0:y1, x0:x1] if np.ndim(level) == 3
+                                          and np.shape(level)[1:] == (h, w) else level)
+        ext, stars = _extend(data[:, y0:y1, x0:x1], psf, sigma, lvl, saturation, reach, (y0, x0))
+        top, left = reach - y0 - int(margin), reach - x0 - int(margin)
+        out = ext[:, top:top + h + 2 * int(margin), left:left + w + 2 * int(margin)].copy()
+        stars.x += x0
+        stars.y += y0
+        return out, stars
+    return _extend(data, psf, sigma, level, saturation, int(margin), (0, 0))
+
+
+def _extend(data: np.ndarray, psf: PSFField, sigma: np.ndarray, level: np.ndarray | None,
+            saturation: np.ndarray | None, margin: int, offset: tuple[int, int]) -> tuple[np.ndarray, EdgeStars]:
+    """:func:`extend_frame` of a frame whose pixel (0, 0) is ``offset`` in the PSF field's coordinates."""
+    c, h, w = data.shape
     m = int(margin)
+    oy, ox = offset
     sigma = np.broadcast_to(np.asarray(sigma, float), (c,))
     if level is None:
         level = np.median(data.reshape(c, -1), axis=1)[:, None, None]
@@ -224,7 +251,7 @@ def extend_frame(data: np.ndarray, psf: PSFField, sigma: np.ndarray, level: np.n
     fitted: list[tuple[float, float, int, float, dict[str, float], int]] = []
     boxes: list[tuple] = []  # stars whose continuation meets the mirror of a clipped core
     for py, px in zip(ys, xs):
-        shapes = _shape_at(psf, float(py), float(px))
+        shapes = _shape_at(psf, float(py + oy), float(px + ox))
         f = max(sp["fwhm"] for sp in shapes)
         dist = min(py, px, h - 1 - py, w - 1 - px)
         if dist > REACH_FWHM * f:

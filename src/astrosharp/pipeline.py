@@ -512,12 +512,14 @@ def sharpen(
             fn = _tile_function(method, p, f, bg, sigma, saturation, model, level_map)
             margin = 0
             if method == "nn":
-                # beyond the frame edge the network sees the mirrored sky with the
-                # stars cut by the edge continued (astrosharp.outside)
+                # beyond the frame edge (and across a straight stacking border) the
+                # network sees the mirrored sky with the stars cut by the edge
+                # continued (astrosharp.outside)
                 from .outside import MARGIN, extend_frame
 
                 t1 = time.perf_counter()
-                current, _ = extend_frame(current, f, sigma, level_map, saturation, MARGIN)
+                current, _ = extend_frame(current, f, sigma, level_map, saturation, MARGIN,
+                                          box=borders.interior_box() if borders.any else None)
                 margin = MARGIN
                 timings["outside"] = timings.get("outside", 0.0) + time.perf_counter() - t1
             stars, nonst = run_tiled(
