@@ -333,6 +333,10 @@ def test_galaxy_cores_wider_than_the_manual_psf_are_not_stars():
 
     if res.method == "nn":
         assert psnr(res.image.data) > psnr(case.obs.image) + 1.0
+        # no star to trust: the stars layer is empty (no galaxy core or knot in it)
+        assert not np.any(res.stars)
+        np.testing.assert_array_equal(res.nonstellar, np.asarray(res.image.data))
+        assert any("stars layer: empty" in n_ for n_ in res.notes)
 
 
 def test_correct_only_gives_the_colour_channels_one_width():

@@ -434,6 +434,7 @@ def sharpen(
     t0 = time.perf_counter()
     chroma = None
     star_table = None  # the measurement's star fits in the input (when measured here)
+    starless = False  # no star to trust: the manual PSF is the source everywhere
     if psf_field is None:
         mp = params
         if params.method in ("rl", "wiener"):
@@ -470,6 +471,7 @@ def sharpen(
                        f"{MANUAL_STAR_WIDTH:g} x the manual PSF diameter, too few to trust")
             else:
                 why = f"only {n_found} star(s) found, too few to trust"
+            starless = True
             psf = PSFField.uniform((h, w), c, d, DEFAULT_BETA, origin="manual",
                                    note=f"{why}: the manual PSF diameter ({params.psf_diameter:g} px) "
                                    f"is used as the source PSF everywhere")
@@ -550,7 +552,13 @@ def sharpen(
         timings["flux"] = time.perf_counter() - t0
         # star light the network left in the non-stellar layer joins its star
         # (the layers change, their sum does not)
-        if layers:
+        if layers and starless:
+            # no star was found to trust: what the network calls stars here are
+            # knots of the nebula or galaxy cores, and they stay with the rest
+            nonst += stars
+            stars[...] = 0.0
+            notes.append("stars layer: empty, since no star was found to trust (everything is in the non-stellar layer)")
+        elif layers:
             t0 = time.perf_counter()
             split = separate_layers(stars, nonst, psf, params, sigma,
                                     exclude=borders.mask if borders.any else None)
