@@ -42,6 +42,7 @@ from scipy import fft as sfft
 
 from .errors import ImageDataError, ParameterError
 from .params import DEFAULT_BETA, SharpenParams, correct_target, nonstellar_target, stellar_target
+from .psf.field import moffat_shape
 from .psf.moffat import kernel_size_for, moffat_kernel
 
 __all__ = [
@@ -869,7 +870,7 @@ def star_models(maps: np.ndarray, stars: TileStars) -> list[np.ndarray]:
     for ch in range(c):
         ks = np.empty((len(stars), 2 * r + 1, 2 * r + 1))
         for i in range(len(stars)):
-            m = _moffat_from_maps(mp[ch, :, jy[i], jx[i]])
+            m = moffat_shape(mp[ch, :, jy[i], jx[i]])
             # not normalised: the stamp holds the part of the unit-flux profile that falls in it
             ks[i] = moffat_kernel(max(m["fwhm"], 0.3), m["beta"], m["ellipticity"], m["angle"], size=2 * r + 1,
                                   shift=(float(stars.y[i] - iy[i] + off[ch, 0, i]), float(stars.x[i] - ix[i] + off[ch, 1, i])),
@@ -1100,14 +1101,6 @@ def empirical_psf(
 # ---------------------------------------------------------------------------
 
 
-def _moffat_from_maps(values: np.ndarray) -> dict[str, float]:
-    """fwhm, beta, ellipticity, angle from one (P,) vector in PARAM_NAMES order."""
-    fwhm, beta, e1, e2 = (float(v) for v in values[:4])
-    e = float(np.clip(np.hypot(e1, e2), 0.0, 0.9))
-    ang = float(np.rad2deg(0.5 * np.arctan2(e2, e1)) % 180.0)
-    return {"fwhm": fwhm, "beta": max(beta, 1.05), "ellipticity": e, "angle": ang}
-
-
 def tile_kernels(
     src: dict[str, float], params: SharpenParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1281,7 +1274,7 @@ def classical_translate(
     stars_tab = None
     gains: list[float | None] = [None] * c
     if psf_model == "empirical" and not manual:
-        m0 = _moffat_from_maps(mp[0, :, h // 2, w // 2])
+        m0 = moffat_shape(mp[0, :, h // 2, w // 2])
         stars_tab = find_tile_stars(t, bgs, sig, m0["fwhm"], m0["ellipticity"], box)
         if len(stars_tab) >= EPSF_MIN_STARS:
             b0, b1 = (slice(box[0], box[2]), slice(box[1], box[3]))
@@ -1302,7 +1295,7 @@ def classical_translate(
                 return np.concatenate([np.zeros((c, sh, sw)), sub])
             if not dm.all():
                 o["mask"] = dm
-        srcs = [_moffat_from_maps(mp[ch, :, yc, xc]) for ch in range(c)]
+        srcs = [moffat_shape(mp[ch, :, yc, xc]) for ch in range(c)]
         kern = [tile_kernels(s_, params) for s_ in srcs]
         srck = [k[0] for k in kern]
         if stars_tab is not None:

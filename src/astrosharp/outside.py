@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .psf.field import PSFField
+from .psf.field import PSFField, moffat_shape
 
 __all__ = ["EdgeStars", "extend_frame", "MARGIN"]
 
@@ -84,13 +84,6 @@ class EdgeStars:
 
     def __len__(self) -> int:
         return len(self.x)
-
-
-def _shape_at(psf: PSFField, y: float, x: float) -> list[dict[str, float]]:
-    from .classical import _moffat_from_maps
-
-    vals = psf.sample(np.array([y]), np.array([x]))[:, :, 0]  # (C, P)
-    return [_moffat_from_maps(v) for v in vals]
 
 
 def _candidates(data: np.ndarray, level: np.ndarray, sigma: np.ndarray, reach: float,
@@ -250,8 +243,9 @@ def _extend(data: np.ndarray, psf: PSFField, sigma: np.ndarray, level: np.ndarra
     H, W = h + 2 * m, w + 2 * m
     fitted: list[tuple[float, float, int, float, dict[str, float], int]] = []
     boxes: list[tuple] = []  # stars whose continuation meets the mirror of a clipped core
-    for py, px in zip(ys, xs):
-        shapes = _shape_at(psf, float(py + oy), float(px + ox))
+    pars = psf.sample(ys + oy, xs + ox) if len(ys) else None  # (C, P, N): the source PSF at each star
+    for i, (py, px) in enumerate(zip(ys, xs)):
+        shapes = [moffat_shape(pars[k, :, i]) for k in range(c)]
         f = max(sp["fwhm"] for sp in shapes)
         dist = min(py, px, h - 1 - py, w - 1 - px)
         if dist > REACH_FWHM * f:

@@ -506,6 +506,10 @@ def sharpen(
         timings["chroma"] = time.perf_counter() - t0
     current = source
     stars = nonst = None
+    if method == "nn":
+        from .outside import MARGIN, extend_frame
+
+        sky_box = borders.interior_box()  # a straight border is the frame edge (None: ragged or none)
     t0 = time.perf_counter()
     with progress_bar(n_tiles * len(passes), f"sharpening ({method})", quiet=not progress) as bar:
         for k, (p, f) in enumerate(passes):
@@ -517,11 +521,8 @@ def sharpen(
                 # beyond the frame edge (and across a straight stacking border) the
                 # network sees the mirrored sky with the stars cut by the edge
                 # continued (astrosharp.outside)
-                from .outside import MARGIN, extend_frame
-
                 t1 = time.perf_counter()
-                current, _ = extend_frame(current, f, sigma, level_map, saturation, MARGIN,
-                                          box=borders.interior_box() if borders.any else None)
+                current, _ = extend_frame(current, f, sigma, level_map, saturation, MARGIN, box=sky_box)
                 margin = MARGIN
                 timings["outside"] = timings.get("outside", 0.0) + time.perf_counter() - t1
             stars, nonst = run_tiled(

@@ -21,7 +21,7 @@ from scipy.interpolate import RectBivariateSpline
 
 from ..params import DEFAULT_BETA
 
-__all__ = ["PARAM_NAMES", "ORIGINS", "PSFField"]
+__all__ = ["PARAM_NAMES", "ORIGINS", "PSFField", "moffat_shape"]
 
 PARAM_NAMES = ("fwhm", "beta", "e1", "e2", "asym_x", "asym_y")
 ORIGINS = ("own", "neighbours", "image", "fallback", "manual", "model")
@@ -31,6 +31,16 @@ the measurement), the whole-image median (image), the default (fallback), the
 user's diameter (manual), or the smooth polynomial model of all the image's
 stars (model)."""
 
+
+
+def moffat_shape(values: np.ndarray) -> dict[str, float]:
+    """fwhm, beta, ellipticity, angle (degrees, 0 to 180) of the elliptical
+    Moffat that one (P,) vector of field parameters in PARAM_NAMES order
+    describes (ellipticity capped at 0.9, beta at least 1.05)."""
+    fwhm, beta, e1, e2 = (float(v) for v in values[:4])
+    e = float(np.clip(np.hypot(e1, e2), 0.0, 0.9))
+    ang = float(np.rad2deg(0.5 * np.arctan2(e2, e1)) % 180.0)
+    return {"fwhm": fwhm, "beta": max(beta, 1.05), "ellipticity": e, "angle": ang}
 
 @dataclass
 class PSFField:
