@@ -104,6 +104,26 @@ def test_saturated_stars_are_not_touched():
     assert np.all(np.abs(ratio[~hit] - 1 / 1.1) < 0.015)
 
 
+def test_a_star_clipped_in_one_channel_keeps_its_flux_in_the_others():
+    # a bright star saturated in red only: the green input still holds all of
+    # the star's green light, so the green channel is conserved, red is not touched
+    rng = np.random.default_rng(5)
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, np.full(12, 0.1))
+    sat = np.percentile(ref, 99.99)
+    ref3 = np.concatenate([np.minimum(ref, sat), ref])  # (2, H, W): red clipped, green not
+    stars3 = np.concatenate([stars, stars])
+    nonst3 = np.concatenate([nonst, nonst])
+    psf2 = PSFField.uniform((SIZE, SIZE), 2, SRC[0], SRC[1])
+    fixed, _ = conserve_star_flux(stars3, nonst3, ref3, psf2, params, np.array([SIGMA, SIGMA]),
+                                  saturation=np.array([sat, np.inf]))
+    hit = np.array([(ref3[0, y - 3 : y + 4, x - 3 : x + 4] >= sat).any() for y, x in zip(ys, xs)])
+    assert hit.any()
+    red = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(stars[0], ys, xs)
+    green = _aperture_flux(fixed[1], ys, xs) / _aperture_flux(stars[0], ys, xs)
+    assert np.allclose(red[hit], 1.0, atol=1e-6)
+    assert np.all(np.abs(green - 1 / 1.1) < 0.015)  # every star, the red-clipped ones included
+
+
 def test_stars_in_excluded_pixels_are_left_alone():
     rng = np.random.default_rng(4)
     ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, np.full(12, 0.1))

@@ -18,7 +18,8 @@ At denoise 0 the output carries the input's own noise, so the difference
 stars are corrected reliably; the noise that denoise removes enters the
 uncertainty, and corrections smaller than it are damped (a Wiener-like
 shrink). Stars with a saturated pixel near them (the input does not hold
-their light), at the edge of the frame, or too faint are left alone.
+their light; judged per channel), at the edge of the frame, or too faint are
+left alone.
 """
 
 from __future__ import annotations
@@ -204,29 +205,31 @@ def conserve_star_flux(
     # stars near saturated pixels or borders, or whose taper leaves the frame
     reach = np.ceil(TAPER * radius.max(axis=0)).astype(int)
     ok = (ys >= reach) & (xs >= reach) & (ys < H - reach) & (xs < W - reach)
-    if exclude is None:
-        bad = np.zeros((H, W), bool)
-    else:
-        bad = np.asarray(exclude, bool)
-        bad = bad.reshape(-1, H, W).any(axis=0)
+    distance = float(np.max(reach + 2 + 3.0 * f_src.max(axis=0)))
+    if exclude is not None:
+        bad = np.asarray(exclude, bool).reshape(-1, H, W).any(axis=0)
+        if bad.any():
+            ok &= ~_near(bad, ys, xs, distance)
+        del bad
+    # a channel's input holds a star's light unless that channel is clipped
+    # there: a star saturated in red only is still conserved in green and blue
+    ok_c = np.repeat(ok[None], C, axis=0)
     if saturation is not None:
-        sat = np.asarray(saturation, float).reshape(-1)
+        sat = np.broadcast_to(np.asarray(saturation, float).reshape(-1), (C,))
         for c in range(C):
             if np.isfinite(sat[c]):
-                bad |= reference[c] >= sat[c]
-    if bad.any():
-        ok &= ~_near(bad, ys, xs, float(np.max(reach + 2 + 3.0 * f_src.max(axis=0))))
-    del bad
+                clipped = reference[c] >= sat[c]
+                if clipped.any():
+                    ok_c[c] &= ~_near(clipped, ys, xs, distance)
+                del clipped
 
     out = np.array(stars, dtype=np.float32, copy=copy)
     n_corr = np.zeros(C, int)
     med = np.zeros(C)
     p90 = np.zeros(C)
-    idx = np.nonzero(ok)[0]
     for c in range(C):
         total = np.ones(n)
-        active = np.zeros(n, bool)
-        active[idx] = True
+        active = ok_c[c].copy()
         # neighbours share apertures: repeat until every aperture holds its light
         for it in range(ITERATIONS):
             k, amp = _channel_scales(out[c], nonstellar[c], reference[c], ys, xs, radius[c], ee_s[c] / ee_t[c],
