@@ -129,6 +129,23 @@ def test_flux_ratio_sees_a_known_flux_change(stars):
     assert abs(s["flux_bias"]) < 1e-6
 
 
+def test_noise_free_flux_ratio_takes_out_the_noise_the_output_keeps(stars):
+    # faint stars: the aperture sum of the noise is a few percent of their flux
+    x, y, flux, noisy, truth = stars
+    faint = truth * 0.2
+    rng = np.random.default_rng(12)
+    noise = rng.normal(0, SIGMA, SHAPE)
+    fs = np.full(x.shape, 4.0)
+    ideal = M.star_metrics(faint + noise, faint, faint, noisy, x, y, fs, SIGMA, kept_noise=noise)
+    s = M.summarize(ideal)
+    assert s["flux_med"] > 0.01  # the plain measure sees the noise as flux
+    assert s["flux_nf_med"] < 1e-9 and s["flux_nf_p90"] < 1e-9
+    # a real flux error is still seen, noise or not
+    wrong = M.summarize(M.star_metrics(faint * 1.04 + noise, faint, faint, noisy, x, y, fs, SIGMA, kept_noise=noise))
+    assert wrong["flux_nf_med"] == pytest.approx(0.04, abs=1e-6)
+    assert "flux_nf_med" not in M.summarize(M.star_metrics(faint, faint, faint, noisy, x, y, fs, SIGMA))
+
+
 def test_ringing_depth_of_a_dark_ring():
     x, y = _grid_stars(3, 40)
     clean = _field(x, y, np.full(x.shape, 3000.0), 2.0)

@@ -20,6 +20,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("shift", "star_shift", "{:.3f}"),
     ("flux|1-r|", "star_flux_med", "{:.4f}"),
     ("p90", "star_flux_p90", "{:.4f}"),
+    ("nf|1-r|", "star_flux_nf_med", "{:.4f}"),
+    ("nf p90", "star_flux_nf_p90", "{:.4f}"),
     ("ring", "ring", "{:.2f}"),
     ("spur", "spurious", "{:d}"),
     ("HF", "hf_excess", "{:.2f}"),
@@ -117,6 +119,7 @@ def format_result(result: Any) -> str:
         "PSNR/PSNRext: dB vs the noise-free truth at the target PSF (frame without saturated cores / stars masked);",
         "FWHMr: star FWHM output/input (median; ctr centre, crn corners); ell: ellipticity; shift: px vs the truth;",
         "flux|1-r|, p90: median and 90th percentile of |1 - flux ratio| (aperture 5 FWHM vs truth);",
+        "nf|1-r|, nf p90: the same with the noise the output keeps (the input's, times 1 - denoise) taken out;",
         "ring: dark-ring depth (noise sigma); spur: spurious sources (5 sigma); HF: residual high-frequency power /",
         "the input noise's (star-free cases); s, MP/s, MB: time, megapixels/s, traced peak memory.",
     ]

@@ -131,8 +131,15 @@ def model_available() -> bool:
 # ---------------------------------------------------------------------------
 
 
-def evaluate(bc: BenchCase, output: np.ndarray) -> dict[str, Any]:
-    """All metrics of one (C, H, W) output of a case."""
+def evaluate(bc: BenchCase, output: np.ndarray, kept_noise: float = 1.0) -> dict[str, Any]:
+    """All metrics of one (C, H, W) output of a case.
+
+    ``kept_noise`` is the fraction of the input's noise the output is meant
+    to keep (1 for the input, the ideal and the flux-conserving classical
+    methods; ``1 - denoise`` for the network): the noise-free star flux
+    (``star_flux_nf_*``) takes that much of the input's noise out of each
+    star's aperture.
+    """
     case = bc.case
     obs, truth = case.obs, case.truth
     t_img = truth.image
@@ -143,7 +150,7 @@ def evaluate(bc: BenchCase, output: np.ndarray) -> dict[str, Any]:
     else:
         row["psnr"] = M.psnr(out, t_img, bc.valid)
         row["psnr_ext"] = M.psnr(out, t_img, bc.extended) if bc.has_extended else float("nan")
-    per = {k: [] for k in ("fwhm_ratio", "ellipticity", "ellipticity_in", "shift", "flux_ratio", "ok")}
+    per = {k: [] for k in ("fwhm_ratio", "ellipticity", "ellipticity_in", "shift", "flux_ratio", "flux_ratio_nf", "ok")}
     xs, ys = [], []
     depth, worst = [], []
     for ch in range(bc.channels):
@@ -152,6 +159,7 @@ def evaluate(bc: BenchCase, output: np.ndarray) -> dict[str, Any]:
             r = M.star_metrics(
                 out[ch], t_img[ch], truth.stars[ch], obs.image[ch], bc.star_x[sel], bc.star_y[sel],
                 bc.star_fwhm[ch, sel], float(obs.sigma[ch]), bc.target_fwhm[ch, sel],
+                kept_noise=kept_noise * obs.noise[ch],
             )
             for k in per:
                 per[k].append(r[k])
@@ -305,9 +313,10 @@ def _case_rows(bc: BenchCase, methods: tuple[str, ...], quick: bool, model: Any,
     mp = h * w / 1e6  # megapixels of the frame (one plane)
     rows = []
 
-    def add(method: str, output: np.ndarray, meter: _Meter | None, extra: dict | None = None) -> None:
+    def add(method: str, output: np.ndarray, meter: _Meter | None, extra: dict | None = None,
+            kept_noise: float = 1.0) -> None:
         row = {"case": bc.label, "name": bc.name, "kind": bc.kind, "method": method, "channels": c}
-        row.update(evaluate(bc, output))
+        row.update(evaluate(bc, output, kept_noise))
         if meter is not None:
             row["time_s"] = meter.seconds
             row["mem_mb"] = meter.peak_mb
@@ -349,7 +358,7 @@ def _case_rows(bc: BenchCase, methods: tuple[str, ...], quick: bool, model: Any,
             with _Meter() as m:
                 out = _pipeline(obs.image, params, "nn" if method in NN_ROWS else method,
                                 model if method in NN_ROWS else None)
-            add(method, out, m)
+            add(method, out, m, kept_noise=1.0 - params.denoise if method in NN_ROWS else 1.0)
     return rows
 
 
