@@ -146,6 +146,23 @@ def test_training_example_is_consistent():
     assert np.all(ex["sigma"] > 0) and float(ex["saturation"]) > ex["background"].max()
 
 
+def test_manual_mixture_hands_the_network_the_round_manual_psf():
+    # star-free; the network's PSF maps are the round Moffat of the diameter,
+    # as the pipeline's manual path gives them
+    from astrosharp.params import DEFAULT_BETA
+
+    fw, be, e1, e2 = (PARAM_NAMES.index(k) for k in ("fwhm", "beta", "e1", "e2"))
+    for i in range(4):
+        ex = synth.training_example(np.random.default_rng([21, i]), size=64, channels=3, mix="manual")
+        nodes = ex["psf_nodes"]
+        assert np.all(ex["target_stars"] == 0)
+        assert np.ptp(nodes[:, fw]) == 0 and 1.0 <= nodes[0, fw, 0, 0] <= 10.0
+        assert np.all(nodes[:, be] == DEFAULT_BETA)
+        assert np.all(nodes[:, e1] == 0) and np.all(nodes[:, e2] == 0)
+        n = float(ex["controls"][2])
+        assert 0.1 <= n <= 1.0 and ex["controls"][3] == 0.0
+
+
 def test_fixed_case_is_reproducible_and_has_truth():
     a = synth.make_case("stars_mono", seed=0, size=128)
     b = synth.make_case("stars_mono", seed=0, size=128)

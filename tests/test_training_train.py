@@ -80,3 +80,16 @@ def test_export_runs_in_onnx_runtime(run_dir, tmp_path):
     (bad / "tiny.onnx").unlink()
     with pytest.raises(ModelError, match="not found"):
         Model.load(bad / "tiny.onnx")
+
+
+def test_extra_pools_each_with_its_own_size_and_mixture(tmp_path):
+    from training.train import _extra_pools, load_config
+
+    cfg = {"extra_pool_seeds": [7], "extra_pool_count": 30, "extra_pool_mix": "correct",
+           "extra_pools": [{"seed": 11, "count": 20, "mix": "manual"}, {"seed": 12, "count": 5}]}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    assert _extra_pools(load_config(str(path))) == [(7, 30, "correct"), (11, 20, "manual"), (12, 5, "default")]
+    path.write_text(json.dumps({"extra_pools": [{"seed": 3, "mixture": "manual"}]}))
+    with pytest.raises(ValueError, match="needs seed and count"):
+        _extra_pools(load_config(str(path)))

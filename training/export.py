@@ -132,6 +132,8 @@ def write_manifest(
             "data": f"astrosharp.synth.training_example ({data_version}), pool {cfg.get('pool_count')} items "
             f"seed {cfg.get('pool_seed')}"
             + "".join(f" + {cfg.get('extra_pool_count')} items seed {x}" for x in cfg.get("extra_pool_seeds", []))
+            + "".join(f" + {p.get('count')} items seed {p.get('seed')} ({p.get('mix', 'default')})"
+                      for p in cfg.get("extra_pools", []))
             + f", {cfg.get('patch')} px; validation {cfg.get('val_count')} items seed "
             f"{cfg.get('val_seed')}",
             "steps": int(st.get("step", 0)),

@@ -45,6 +45,8 @@ class TrainConfig:
     extra_pool_seeds: list[int] = field(default_factory=list)
     extra_pool_count: int = 0
     extra_pool_mix: str = "default"  # the simulator mixture of the extra pools (synth.training.MIXES)
+    # more pools, each with its own size and mixture: [{"seed": s, "count": n, "mix": m}, ...]
+    extra_pools: list[dict[str, Any]] = field(default_factory=list)
     val_dir: str = "pool/val"
     val_count: int = 192
     val_seed: int = 9001
@@ -199,6 +201,17 @@ def _log(out_dir: str, rec: dict[str, Any]) -> None:
     print(json.dumps(rec), flush=True)
 
 
+def _extra_pools(cfg: TrainConfig) -> list[tuple[int, int, str]]:
+    """(seed, count, mix) of every pool besides ``pool_seed``."""
+    out = [(int(s), int(cfg.extra_pool_count), cfg.extra_pool_mix) for s in cfg.extra_pool_seeds]
+    for p in cfg.extra_pools:
+        unknown = set(p) - {"seed", "count", "mix"}
+        if unknown or "seed" not in p or "count" not in p:
+            raise ValueError(f"an extra_pools entry needs seed and count (and optionally mix), got {p}")
+        out.append((int(p["seed"]), int(p["count"]), str(p.get("mix", "default"))))
+    return out
+
+
 def ensure_pools(cfg: TrainConfig, root: str = ".", generate: bool = True) -> tuple[Pool, Pool]:
     """Generate (if missing) and load the training and validation pools.
 
@@ -210,8 +223,8 @@ def ensure_pools(cfg: TrainConfig, root: str = ".", generate: bool = True) -> tu
     generate_pool(vdir, cfg.val_count, cfg.val_seed, cfg.patch, cfg.workers)
     if generate:
         generate_pool(tdir, cfg.pool_count, cfg.pool_seed, cfg.patch, cfg.workers)
-        for s in cfg.extra_pool_seeds:
-            generate_pool(tdir, cfg.extra_pool_count, s, cfg.patch, cfg.workers, mix=cfg.extra_pool_mix)
+        for s, n, mix in _extra_pools(cfg):
+            generate_pool(tdir, n, s, cfg.patch, cfg.workers, mix=mix)
     return _load_train_pool(cfg, root), load_pool(vdir, cfg.val_seed)
 
 
@@ -220,7 +233,7 @@ def _load_train_pool(cfg: TrainConfig, root: str = ".") -> Pool:
     has any (extra pools may be generated while training runs)."""
     tdir = os.path.join(root, cfg.pool_dir)
     pools = [load_pool(tdir, cfg.pool_seed)]
-    for s in cfg.extra_pool_seeds:
+    for s, _, _ in _extra_pools(cfg):
         try:
             pools.append(load_pool(tdir, s))
         except FileNotFoundError:
@@ -234,7 +247,7 @@ def _chunk_count(cfg: TrainConfig) -> int:
     import glob
 
     n = 0
-    for s in [cfg.pool_seed, *cfg.extra_pool_seeds]:
+    for s in [cfg.pool_seed, *(e[0] for e in _extra_pools(cfg))]:
         n += len([f for f in glob.glob(os.path.join(cfg.pool_dir, f"chunk_{s}_*.npz")) if not f.endswith(".tmp.npz")])
     return n
 
@@ -257,7 +270,7 @@ def train(
     chunks = _chunk_count(cfg) if pools is None else 0
     # while a generator is still filling the pool, train on one thread (two
     # OpenMP threads on a shared 2-core machine stall each other), then on all
-    expected_chunks = math.ceil(cfg.pool_count / 50) + len(cfg.extra_pool_seeds) * math.ceil(cfg.extra_pool_count / 50)
+    expected_chunks = math.ceil(cfg.pool_count / 50) + sum(math.ceil(n / 50) for _, n, _ in _extra_pools(cfg))
     growing = pools is None and chunks < expected_chunks
     torch.set_num_threads(1 if growing else cfg.threads)
     model = UNet(UNetConfig(**cfg.model)).to(device).to(memory_format=torch.channels_last)
@@ -385,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     # extra pools may still be filling (a separate --generate-only process):
     # train on what exists, reloading as chunks appear
     train(cfg, a.out, resume=a.resume, device_name=a.device, max_steps=a.max_steps, max_minutes=a.max_minutes,
-          generate=not a.no_generate and not cfg.extra_pool_seeds)
+          generate=not a.no_generate and not _extra_pools(cfg))
     return 0
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..params import SharpenParams
+from ..params import DEFAULT_BETA, F_MIN, MAX_PSF_DIAMETER, SharpenParams
+from ..psf.field import PARAM_NAMES
 from .optics import make_psf_model
 from .render import noise_model, render_source, render_target
 from .scene import make_scene
@@ -21,10 +22,13 @@ CONTROL_NAMES = ("sharpen_stars", "adjust_halos", "sharpen_nonstellar", "correct
 BENCH_CONTROLS = (1.0, 0.0, 0.5, 0.0)
 
 
-MIXES = ("default", "correct")
+MIXES = ("default", "correct", "manual")
 """Example mixtures: ``default`` (the shipped model's), ``correct`` (a
 fine-tuning mixture weighted towards correct-only on elongated and trailed
-stars, where the network was weakest)."""
+stars, where the network was weakest), ``manual`` (star-free nebulae and
+galaxies with a manual PSF diameter: the network is handed the round Moffat
+of that diameter, as the pipeline does, while the data were blurred by the
+true, varying and aberrated PSF)."""
 
 
 def sample_controls(rng: np.random.Generator, mix: str = "default") -> SharpenParams:
@@ -74,18 +78,23 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
             at the patch corners, rows [0, S-1] x columns [0, S-1]; bilinear between
         controls : (4,) float32 in CONTROL_NAMES order
     """
+    if mix not in MIXES:
+        raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
     S = int(size)
     sigma = float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3))))
     level = float(rng.uniform(5, 200)) * sigma
     sat = 1.0 if rng.random() < 0.6 else float(rng.uniform(0.3, 1.0))
     u = rng.random()
-    kind = "stars" if u < 0.28 else "cluster" if u < 0.36 else "galaxies" if u < 0.52 else "nebula" if u < 0.76 else "mixed"
-    stars = rng.random() > 0.12
+    if mix == "manual":
+        # the manual PSF's use: star-free nebulae and galaxies
+        kind = "nebula" if u < 0.6 else "galaxies" if u < 0.85 else "mixed"
+        stars = False
+    else:
+        kind = "stars" if u < 0.28 else "cluster" if u < 0.36 else "galaxies" if u < 0.52 else "nebula" if u < 0.76 else "mixed"
+        stars = rng.random() > 0.12
     scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars)
-    if mix not in MIXES:
-        raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
     aberr = rng.random() < 0.45
-    if mix == "default":
+    if mix in ("default", "manual"):
         trail = float(rng.uniform(2, 10)) if rng.random() < 0.15 else 0.0
         ell = (0.0, 0.45) if rng.random() < 0.5 else (0.0, 0.1)
     else:
@@ -105,7 +114,19 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
         nodes=2,
         variation=0.15,
     )
-    params = sample_controls(rng, mix)
+    field = psf.field().values.astype(np.float32)
+    if mix == "manual":
+        # the diameter a user would give: the median FWHM of the true PSF (as
+        # the bench's star-free cases do); the network sees only that
+        # (at most the largest diameter the controls accept)
+        d = min(round(float(np.median(field[:, PARAM_NAMES.index("fwhm")])), 2), MAX_PSF_DIAMETER)
+        n = 0.5 if rng.random() < 0.4 else float(rng.uniform(0.1, 1.0))
+        params = SharpenParams(sharpen_stars=1.0, adjust_halos=0.0, sharpen_nonstellar=n, psf_diameter=d)
+        field = np.zeros_like(field)
+        field[:, PARAM_NAMES.index("fwhm")] = max(d, F_MIN)
+        field[:, PARAM_NAMES.index("beta")] = DEFAULT_BETA
+    else:
+        params = sample_controls(rng, mix)
     s_src, n_src = render_source(scene, psf, sigma)
     s_tgt, n_tgt = render_target(scene, psf, params, sigma)
     lvl = level * (rng.uniform(0.8, 1.2, channels) if channels == 3 else np.ones(1))
@@ -124,6 +145,6 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
         "gain": gain.astype(np.float32),
         "read_noise": read.astype(np.float32),
         "saturation": np.float32(sat),
-        "psf_nodes": psf.field().values.astype(np.float32),
+        "psf_nodes": field,
         "controls": controls,
     }
