@@ -643,13 +643,15 @@ def summarize(per_star: dict[str, np.ndarray], region: np.ndarray | None = None)
     out["ellipticity"] = med(per_star["ellipticity"])
     out["ellipticity_in"] = med(per_star["ellipticity_in"])
     out["shift"] = med(per_star["shift"])
+    def deviations(key: str) -> tuple[float, float]:
+        """Median and 90th percentile of |1 - ratio| over the good stars."""
+        dev = np.abs(1.0 - np.asarray(per_star[key], float)[ok])
+        dev = dev[np.isfinite(dev)]
+        return (float(np.median(dev)), float(np.percentile(dev, 90))) if dev.size else (float("nan"),) * 2
+
     fr = np.asarray(per_star["flux_ratio"], float)[ok]
     out["flux_bias"] = float(np.median(fr) - 1.0) if fr.size else float("nan")
-    out["flux_med"] = float(np.median(np.abs(1.0 - fr))) if fr.size else float("nan")
-    out["flux_p90"] = float(np.percentile(np.abs(1.0 - fr), 90)) if fr.size else float("nan")
+    out["flux_med"], out["flux_p90"] = deviations("flux_ratio")
     if "flux_ratio_nf" in per_star:
-        nf = np.asarray(per_star["flux_ratio_nf"], float)[ok]
-        nf = nf[np.isfinite(nf)]
-        out["flux_nf_med"] = float(np.median(np.abs(1.0 - nf))) if nf.size else float("nan")
-        out["flux_nf_p90"] = float(np.percentile(np.abs(1.0 - nf), 90)) if nf.size else float("nan")
+        out["flux_nf_med"], out["flux_nf_p90"] = deviations("flux_ratio_nf")
     return out

@@ -32,7 +32,6 @@ user's diameter (manual), or the smooth polynomial model of all the image's
 stars (model)."""
 
 
-
 def moffat_shape(values: np.ndarray) -> dict[str, float]:
     """fwhm, beta, ellipticity, angle (degrees, 0 to 180) of the elliptical
     Moffat that one (P,) vector of field parameters in PARAM_NAMES order
@@ -41,6 +40,7 @@ def moffat_shape(values: np.ndarray) -> dict[str, float]:
     e = float(np.clip(np.hypot(e1, e2), 0.0, 0.9))
     ang = float(np.rad2deg(0.5 * np.arctan2(e2, e1)) % 180.0)
     return {"fwhm": fwhm, "beta": max(beta, 1.05), "ellipticity": e, "angle": ang}
+
 
 @dataclass
 class PSFField:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..params import DEFAULT_BETA, F_MIN, MAX_PSF_DIAMETER, SharpenParams
-from ..psf.field import PARAM_NAMES
+from ..psf.field import PARAM_NAMES, PSFField
 from .optics import make_psf_model
 from .render import noise_model, render_source, render_target
 from .scene import make_scene
@@ -122,9 +122,9 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
         d = min(round(float(np.median(field[:, PARAM_NAMES.index("fwhm")])), 2), MAX_PSF_DIAMETER)
         n = 0.5 if rng.random() < 0.4 else float(rng.uniform(0.1, 1.0))
         params = SharpenParams(sharpen_stars=1.0, adjust_halos=0.0, sharpen_nonstellar=n, psf_diameter=d)
-        field = np.zeros_like(field)
-        field[:, PARAM_NAMES.index("fwhm")] = max(d, F_MIN)
-        field[:, PARAM_NAMES.index("beta")] = DEFAULT_BETA
+        # the pipeline's manual source PSF (pipeline.sharpen), on this item's nodes
+        manual = PSFField.uniform((S, S), channels, max(d, F_MIN), DEFAULT_BETA)
+        field = np.broadcast_to(manual.values, field.shape).astype(np.float32)
     else:
         params = sample_controls(rng, mix)
     s_src, n_src = render_source(scene, psf, sigma)
