@@ -75,6 +75,15 @@ def test_stellar_fwhm_target(s, ratio):
     assert b == pytest.approx(3.0)
 
 
+def test_stellar_fwhm_target_floor_for_undersampled_stars():
+    # stars shrink no further than F_MIN; stars already under F_MIN keep their size
+    assert stellar_target(1.5, 3.0, 1.0, 0.0)[0] == pytest.approx(F_MIN)
+    assert stellar_target(1.5, 3.0, 0.5, 0.0)[0] == pytest.approx(1.125)
+    assert stellar_target(0.6, 3.0, 1.0, 0.0)[0] == pytest.approx(0.6)
+    fa, _ = stellar_target(np.array([0.6, 1.5, 2.0, 5.0]), 3.0, 1.0, 0.0)
+    np.testing.assert_allclose(fa, [0.6, F_MIN, 1.0, 2.5])
+
+
 @pytest.mark.parametrize("h", [-0.5, -0.25, 0.0, 0.25, 0.5])
 def test_halo_control_changes_beta(h):
     _, b = stellar_target(4.0, 3.0, 0.0, h)

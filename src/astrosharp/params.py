@@ -8,7 +8,8 @@ elliptical Moffat) and beta its Moffat beta, both measured per tile and channel.
 =========================  ===========  =============================================
 control                    range        target
 =========================  ===========  =============================================
-sharpen_stars s            0 .. 1       stars: round Moffat, FWHM = F * (1 - 0.5 s)
+sharpen_stars s            0 .. 1       stars: round Moffat, FWHM = max(F_MIN, F * (1 - 0.5 s)),
+                                        never wider than F
 adjust_halos h             -0.5 .. 0.5  stars: beta = beta_src * 2**(-2 h), in [1.2, 10]
 psf_diameter D             None or 0..8 source FWHM for non-stellar work: F (None = auto)
                                         or D (manual; the source is taken as round)
@@ -21,7 +22,10 @@ denoise d                  0 .. 1       fraction of the input's noise removed
 
 Sharpen stars 1.0 with sharpen non-stellar 0.5 and automatic PSF asks for the same
 target everywhere (for sources of 2 px FWHM and more): a round Moffat of half the
-source FWHM. The bench uses exactly that setting.
+source FWHM. The bench uses exactly that setting. Stars of under 2 px FWHM are
+shrunk no further than F_MIN (1 px), and stars already under 1 px (undersampled
+data) are left at their size: below a pixel a star's image depends on where in
+its pixel it falls, not on its width.
 """
 
 from __future__ import annotations
@@ -155,11 +159,15 @@ def _check_range(name: str, value: float, lo: float, hi: float) -> None:
 def stellar_target(fwhm: float, beta: float, sharpen_stars: float, adjust_halos: float) -> tuple[float, float]:
     """Target (FWHM, beta) of stars, from the local source FWHM and beta.
 
-    Works elementwise on NumPy arrays too.
+    FWHM ``max(F_MIN, (1 - 0.5 s) * fwhm)``, never wider than ``fwhm``; beta
+    ``clip(beta * 2**(-2 h), *BETA_LIMITS)``. Works elementwise on NumPy arrays too.
     """
     import numpy as np
 
-    t_fwhm = fwhm * (1.0 - 0.5 * sharpen_stars)
+    f = np.asarray(fwhm, dtype=float)
+    t_fwhm = np.minimum(np.maximum(F_MIN, f * (1.0 - 0.5 * sharpen_stars)), f)
+    if not np.ndim(t_fwhm):
+        t_fwhm = float(t_fwhm)
     t_beta = np.clip(beta * 2.0 ** (-2.0 * adjust_halos), *BETA_LIMITS)
     return t_fwhm, t_beta
 

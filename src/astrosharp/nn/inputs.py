@@ -244,7 +244,8 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
     -----
     Correct-only gives every channel the median of the channels' FWHM (per
     pixel) and keeps beta; it ignores the sharpening controls. Sharpening
-    gives stars ``fwhm * (1 - 0.5 s)`` and ``clip(beta * 2**(-2 h), 1.2, 10)``,
+    gives stars ``max(F_MIN, fwhm * (1 - 0.5 s))``, never wider than the
+    source, and ``clip(beta * 2**(-2 h), 1.2, 10)``,
     and non-stellar ``max(F_MIN, (1 - n) fwhm)``, never wider than the source.
     """
     m = np.asarray(src_maps, dtype=np.float32)
@@ -274,7 +275,8 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
         else:
             s, hal = pick(controls.sharpen_stars, i), pick(controls.adjust_halos, i)
             n, dia = pick(controls.sharpen_nonstellar, i), pick(controls.psf_diameter, i)
-            star[i] = np.log2(1.0 - 0.5 * s)
+            # log2(min(max(F_MIN / F, 1 - 0.5 s), 1)): stars shrink no further than F_MIN
+            np.minimum(np.maximum(np.log2(F_MIN) - log_f[i], np.log2(1.0 - 0.5 * s)), 0.0, out=star[i])
             # log2(clip(beta 2^(-2h), limits) / beta)
             np.subtract(np.clip(log_beta[i] - 2.0 * hal, lo, hi), log_beta[i], out=beta_r[i])
             if np.isfinite(dia):
