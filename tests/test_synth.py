@@ -163,6 +163,24 @@ def test_manual_mixture_hands_the_network_the_round_manual_psf():
         assert 0.1 <= n <= 1.0 and ex["controls"][3] == 0.0
 
 
+def test_small_mixture_has_undersampled_stars():
+    # source FWHM near a pixel, on both sides of F_MIN (where the star targets stop)
+    from astrosharp.params import F_MIN
+    from astrosharp.synth.training import FWHM_RANGES
+
+    lo, hi = FWHM_RANGES["small"]
+    assert lo < F_MIN < hi <= FWHM_RANGES["default"][0] + 1.0
+    fw = PARAM_NAMES.index("fwhm")
+    seen = []
+    for i in range(6):
+        ex = synth.training_example(np.random.default_rng([23, i]), size=64, channels=3, mix="small")
+        f = ex["psf_nodes"][:, fw]
+        seen.append(float(np.median(f)))
+        # the PSF varies (and aberrations widen it) around the drawn FWHM
+        assert 0.5 * lo <= f.min() and f.max() <= 2.0 * hi
+    assert min(seen) < 1.5  # below the default mixture's range
+
+
 def test_fixed_case_is_reproducible_and_has_truth():
     a = synth.make_case("stars_mono", seed=0, size=128)
     b = synth.make_case("stars_mono", seed=0, size=128)
@@ -186,6 +204,7 @@ def test_control_mixtures():
 
     co, bench = rates("default")
     assert co == pytest.approx(0.20, abs=0.02) and bench == pytest.approx(0.30, abs=0.02)
+    assert rates("small") == (co, bench)  # the small mixture's controls are the default's
     co, bench = rates("correct")
     assert co == pytest.approx(0.50, abs=0.025) and bench == pytest.approx(0.20, abs=0.02)
     with pytest.raises(ValueError, match="mix must be one of"):

@@ -22,13 +22,19 @@ CONTROL_NAMES = ("sharpen_stars", "adjust_halos", "sharpen_nonstellar", "correct
 BENCH_CONTROLS = (1.0, 0.0, 0.5, 0.0)
 
 
-MIXES = ("default", "correct", "manual")
+MIXES = ("default", "correct", "manual", "small")
 """Example mixtures: ``default`` (the shipped model's), ``correct`` (a
 fine-tuning mixture weighted towards correct-only on elongated and trailed
 stars, where the network was weakest), ``manual`` (star-free nebulae and
 galaxies with a manual PSF diameter: the network is handed the round Moffat
 of that diameter, as the pipeline does, while the data were blurred by the
-true, varying and aberrated PSF)."""
+true, varying and aberrated PSF), ``small`` (the default mixture with
+source FWHM of 0.7 to 2.2 px instead of 1.5 to 8: undersampled stars, whose
+targets stop at F_MIN, so that the network learns to leave stars already
+near a pixel as they are)."""
+
+#: source FWHM range (px) of each mixture's PSFs
+FWHM_RANGES = {"default": (1.5, 8.0), "correct": (1.5, 8.0), "manual": (1.5, 8.0), "small": (0.7, 2.2)}
 
 
 def sample_controls(rng: np.random.Generator, mix: str = "default") -> SharpenParams:
@@ -38,7 +44,7 @@ def sample_controls(rng: np.random.Generator, mix: str = "default") -> SharpenPa
     otherwise uniform over the ranges (halos 0 for 40 %). ``correct``: the
     bench setting 20 %, correct-only 50 %, uniform 30 %.
     """
-    p_bench, p_correct = (0.30, 0.20) if mix == "default" else (0.20, 0.50)
+    p_bench, p_correct = (0.30, 0.20) if mix in ("default", "small") else (0.20, 0.50)
     u = rng.random()
     if u < p_bench:
         return SharpenParams(sharpen_stars=1.0, adjust_halos=0.0, sharpen_nonstellar=0.5)
@@ -94,7 +100,7 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
         stars = rng.random() > 0.12
     scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars)
     aberr = rng.random() < 0.45
-    if mix in ("default", "manual"):
+    if mix in ("default", "manual", "small"):
         trail = float(rng.uniform(2, 10)) if rng.random() < 0.15 else 0.0
         ell = (0.0, 0.45) if rng.random() < 0.5 else (0.0, 0.1)
     else:
@@ -104,7 +110,7 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
         (S, S),
         channels,
         rng,
-        fwhm=(1.5, 8.0),
+        fwhm=FWHM_RANGES[mix],
         beta=(1.5, 6.0),
         ellipticity=ell,
         aberrations=aberr,
