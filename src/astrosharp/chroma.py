@@ -45,7 +45,7 @@ from .psf.field import PARAM_NAMES
 from .psf.measure import _poly_terms
 from .psf.moffat import alpha_from_fwhm
 
-__all__ = ["ChannelShift", "measure_channel_shift", "align_channels", "widening_sigma", "equalise_tiles",
+__all__ = ["ChannelShift", "measure_channel_shift", "align_channels", "registered_table", "widening_sigma", "equalise_tiles",
            "MIN_FWHM_SPREAD"]
 
 #: reference channel (green)
@@ -197,6 +197,34 @@ def measure_channel_shift(stars, shape: tuple[int, int], channels: int, referenc
         corner[c] = float(mag[k])
         signif[c] = corner[c] / se
     return ChannelShift(coef, frame, n_used, corner, signif)
+
+
+def registered_table(stars, shift: ChannelShift, channels: np.ndarray | None = None):
+    """Star fits moved to where :func:`align_channels` puts their stars.
+
+    ``stars`` (a :class:`~astrosharp.psf.measure.StarTable`) holds each
+    channel's own positions; after the registration a star of a resampled
+    channel lies at its position minus that channel's offset there. Returns
+    a new table (the given one is not modified); ``channels`` as for
+    :func:`align_channels`.
+    """
+    from dataclasses import replace
+
+    if stars is None or len(stars) == 0:
+        return stars
+    move = shift.significant if channels is None else np.asarray(channels, bool)
+    x = np.array(stars.x, dtype=float, copy=True)
+    y = np.array(stars.y, dtype=float, copy=True)
+    ch = np.asarray(stars.channel, int)
+    for c in np.flatnonzero(move):
+        if c == REFERENCE:
+            continue
+        k = np.flatnonzero((ch == c) & np.isfinite(x) & np.isfinite(y))
+        if len(k):
+            d = shift.at(y[k], x[k])[c]  # (2, N): dy, dx
+            y[k] -= d[0]
+            x[k] -= d[1]
+    return replace(stars, x=x, y=y)
 
 
 def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray | None = None,

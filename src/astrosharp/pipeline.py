@@ -498,10 +498,14 @@ def sharpen(
     source = fill_borders(filled, borders.mask) if borders.any else filled  # what the first pass reads
     if chroma is not None and chroma.significant.any():
         # lateral chromatic shift: register the channels before the translation
-        from .chroma import align_channels
+        from .chroma import align_channels, registered_table
 
         t0 = time.perf_counter()
         source = align_channels(source, chroma, saturation)
+        # the stars' positions as the translation sees them: the network's
+        # stars layer is re-registered on these (recentre), not on where the
+        # channels put their stars before
+        star_table = registered_table(star_table, chroma)
         notes.append(chroma.describe())
         timings["chroma"] = time.perf_counter() - t0
     current = source
