@@ -199,26 +199,23 @@ def measure_channel_shift(stars, shape: tuple[int, int], channels: int, referenc
     return ChannelShift(coef, frame, n_used, corner, signif)
 
 
-def registered_table(stars, shift: ChannelShift, channels: np.ndarray | None = None):
+def registered_table(stars, shift: ChannelShift):
     """Star fits moved to where :func:`align_channels` puts their stars.
 
     ``stars`` (a :class:`~astrosharp.psf.measure.StarTable`) holds each
     channel's own positions; after the registration a star of a resampled
-    channel lies at its position minus that channel's offset there. Returns
-    a new table (the given one is not modified); ``channels`` as for
-    :func:`align_channels`.
+    channel (``shift.significant``, as :func:`align_channels` resamples by
+    default) lies at its position minus that channel's offset there. Returns
+    a new table; the given one is not modified.
     """
     from dataclasses import replace
 
     if stars is None or len(stars) == 0:
         return stars
-    move = shift.significant if channels is None else np.asarray(channels, bool)
     x = np.array(stars.x, dtype=float, copy=True)
     y = np.array(stars.y, dtype=float, copy=True)
     ch = np.asarray(stars.channel, int)
-    for c in np.flatnonzero(move):
-        if c == REFERENCE:
-            continue
+    for c in np.flatnonzero(shift.significant):  # never the reference: its offset is zero
         k = np.flatnonzero((ch == c) & np.isfinite(x) & np.isfinite(y))
         if len(k):
             d = shift.at(y[k], x[k])[c]  # (2, N): dy, dx

@@ -164,10 +164,7 @@ def stellar_target(fwhm: float, beta: float, sharpen_stars: float, adjust_halos:
     """
     import numpy as np
 
-    f = np.asarray(fwhm, dtype=float)
-    t_fwhm = np.minimum(np.maximum(F_MIN, f * (1.0 - 0.5 * sharpen_stars)), f)
-    if not np.ndim(t_fwhm):
-        t_fwhm = float(t_fwhm)
+    t_fwhm = np.minimum(np.maximum(F_MIN, fwhm * (1.0 - 0.5 * sharpen_stars)), fwhm)
     t_beta = np.clip(beta * 2.0 ** (-2.0 * adjust_halos), *BETA_LIMITS)
     return t_fwhm, t_beta
 

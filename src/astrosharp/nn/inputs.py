@@ -261,6 +261,12 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
         return float(a[i]) if a.size > 1 else float(a[0])
 
     lo, hi = (float(np.log2(v)) for v in BETA_LIMITS)
+    log_fmin = float(np.log2(F_MIN))
+
+    def floored(log_ratio: float, i: int, dst: np.ndarray) -> None:
+        # log2(min(max(F_MIN / F, ratio), 1)): shrink by ratio, no further than F_MIN, never widen
+        np.minimum(np.maximum(log_fmin - log_f[i], log_ratio), 0.0, out=dst)
+
     for i in range(b):
         co = pick(controls.correct_only, i)
         if co > 0.5:  # correct-only: the channels' median FWHM, beta kept, both layers
@@ -275,8 +281,7 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
         else:
             s, hal = pick(controls.sharpen_stars, i), pick(controls.adjust_halos, i)
             n, dia = pick(controls.sharpen_nonstellar, i), pick(controls.psf_diameter, i)
-            # log2(min(max(F_MIN / F, 1 - 0.5 s), 1)): stars shrink no further than F_MIN
-            np.minimum(np.maximum(np.log2(F_MIN) - log_f[i], np.log2(1.0 - 0.5 * s)), 0.0, out=star[i])
+            floored(float(np.log2(1.0 - 0.5 * s)), i, star[i])
             # log2(clip(beta 2^(-2h), limits) / beta)
             np.subtract(np.clip(log_beta[i] - 2.0 * hal, lo, hi), log_beta[i], out=beta_r[i])
             if np.isfinite(dia):
@@ -285,9 +290,8 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
                     np.minimum(np.log2(t) - log_f[i], 0.0, out=neb[i])
                 else:
                     neb[i] = 0.0
-            else:  # log2(min(max(F_MIN / F, 1 - n), 1))
-                r = np.log2(1.0 - n) if n < 1.0 else -np.inf
-                np.minimum(np.maximum(np.log2(F_MIN) - log_f[i], r), 0.0, out=neb[i])
+            else:
+                floored(float(np.log2(1.0 - n)) if n < 1.0 else -np.inf, i, neb[i])
         out[i, -2] = co
         out[i, -1] = pick(controls.denoise, i)
     return out
