@@ -9,6 +9,14 @@ aperture's edge, which the two PSFs tell exactly:
 
 where ``F`` is the star's total flux and ``EE(R)`` the fraction of a Moffat
 PSF's light within radius ``R`` (``1 - (1 + R^2 / alpha^2)^(1 - beta)``).
+The structure under a star (a nebula, a galaxy) changes PSF too, and moves
+its own light across the aperture's edge: where it is bright and curved,
+that is several percent of a faint star's flux. Its share is read off the
+non-stellar layer, blurred back from its target to its source PSF (a
+Gaussian of the difference in width): it holds
+``sum_ap(N) - sum_ap(N * G)`` more light in the aperture than the input
+did, and that much is no part of the star.
+
 The network learns this, but not to the 1 % users expect from photometry;
 :func:`conserve_star_flux` measures each star's departure from the equation
 and scales that star in the stars layer to remove it.
@@ -28,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import SharpenParams, correct_target, stellar_target
+from .params import SharpenParams, correct_target, nonstellar_target, stellar_target
 from .psf.field import PARAM_NAMES, PSFField
 from .psf.moffat import alpha_from_fwhm
 
@@ -201,6 +209,7 @@ def conserve_star_flux(
     ee_s = encircled_energy(radius, f_src, b_src)
     ee_t = encircled_energy(radius, f_tgt, b_tgt)
     alpha_t = alpha_from_fwhm(np.maximum(f_tgt, 0.5), b_tgt)
+    f_neb = _nonstellar_widths(f_src, params)  # (C, N)
 
     # stars near saturated pixels or borders, or whose taper leaves the frame
     reach = np.ceil(TAPER * radius.max(axis=0)).astype(int)
@@ -230,10 +239,11 @@ def conserve_star_flux(
     for c in range(C):
         total = np.ones(n)
         active = ok_c[c].copy()
+        moved = _moved_light(nonstellar[c], ys, xs, radius[c], f_src[c], f_neb[c], b_src[c], active)
         # neighbours share apertures: repeat until every aperture holds its light
         for it in range(ITERATIONS):
             k, amp = _channel_scales(out[c], nonstellar[c], reference[c], ys, xs, radius[c], ee_s[c] / ee_t[c],
-                                float(sigma[c]), params.denoise, active, first=it == 0)
+                                     float(sigma[c]), params.denoise, active, first=it == 0, moved=moved)
             if it == 0:
                 active &= np.isfinite(k)
             k = np.where(active, np.nan_to_num(k), 0.0)
@@ -251,6 +261,59 @@ def conserve_star_flux(
     return out.astype(stars.dtype, copy=False), FluxCorrection(n, n_corr, med, p90)
 
 
+def _nonstellar_widths(f_src: np.ndarray, params: SharpenParams) -> np.ndarray:
+    """Target FWHM (px) of the non-stellar layer at each star (C, N); equal
+    to ``f_src`` where it is not sharpened (correct only, or a target no
+    narrower than the source)."""
+    if params.correct_only:
+        return np.array(f_src, float)
+    src = f_src if params.psf_diameter is None else np.full_like(f_src, float(params.psf_diameter))
+    # the input's structure is blurred by the measured PSF; the network takes
+    # it to this from what it was told (a manual diameter, or that PSF)
+    return np.minimum(nonstellar_target(src, params.sharpen_nonstellar), f_src)
+
+
+def _moved_weights(r: float, f_src: float, f_tgt: float, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets and weights ``disk(r) - disk(r) * K`` of a stamp, K the kernel
+    that takes a round Moffat of FWHM ``f_tgt`` to one of ``f_src`` (same
+    beta): summed against a layer at the target PSF, the light that the
+    layer's source PSF would spread out of the disk (negligible weights
+    dropped)."""
+    from .psf.moffat import moffat_otf
+
+    n = int(np.ceil(r + 8.0 * f_src))
+    size = 2 * n + 1
+    dy, dx = np.mgrid[-n : n + 1, -n : n + 1]
+    disk = (np.hypot(dy, dx) <= r).astype(np.float64)
+    q = np.fft.fftfreq(size)
+    qy, qx = np.meshgrid(q, q, indexing="ij")
+    ratio = moffat_otf(qx, qy, f_src, beta) / np.maximum(moffat_otf(qx, qy, f_tgt, beta), 1e-12)
+    spread = np.fft.ifft2(np.fft.fft2(np.fft.ifftshift(disk)) * ratio).real
+    w = disk - np.fft.fftshift(spread)
+    keep = np.abs(w) > 1e-5
+    return dy[keep], dx[keep], w[keep]
+
+
+def _moved_light(nonstellar: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: np.ndarray, f_src: np.ndarray,
+                 f_neb: np.ndarray, beta: np.ndarray, active: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Light the non-stellar layer (one channel) holds in each active star's
+    aperture beyond what the input's PSF would leave there (:func:`_moved_weights`);
+    0 where it is not sharpened."""
+    H, W = nonstellar.shape
+    moved = np.zeros(len(ys))
+    for r, part in _groups(radius, active):
+        fs, ft, b = (float(np.median(v[part])) for v in (f_src, f_neb, beta))
+        if fs - ft <= 0.02:
+            continue
+        ey, ex, ew = _moved_weights(r, fs, ft, b)
+        for s0 in range(0, len(part), chunk):
+            sub = part[s0 : s0 + chunk]
+            yy = np.clip(ys[sub, None] + ey[None, :], 0, H - 1)
+            xx = np.clip(xs[sub, None] + ex[None, :], 0, W - 1)
+            moved[sub] = (nonstellar[yy, xx] * ew[None, :]).sum(axis=1, dtype=np.float64)
+    return moved
+
+
 def _groups(radius: np.ndarray, active: np.ndarray):
     """Active stars grouped by aperture radius (half pixels), in chunks."""
     idx = np.nonzero(active)[0]
@@ -263,10 +326,12 @@ def _groups(radius: np.ndarray, active: np.ndarray):
 
 def _channel_scales(stars: np.ndarray, nonstellar: np.ndarray, reference: np.ndarray, ys: np.ndarray,
                     xs: np.ndarray, radius: np.ndarray, ee_ratio: np.ndarray, sigma: float, denoise: float,
-                    active: np.ndarray, first: bool) -> tuple[np.ndarray, np.ndarray]:
+                    active: np.ndarray, first: bool, moved: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scale change of each active star (NaN where the star is too faint on
-    the first pass) that makes its aperture hold the input's light, and the
-    stars layer's light in that aperture."""
+    the first pass) that makes its aperture hold the input's light, less the
+    light the non-stellar layer's own change of PSF moved into it
+    (``moved``, see :func:`_moved_light`), and the stars layer's light in
+    that aperture."""
     k = np.full(len(ys), np.nan)
     amp = np.zeros(len(ys))
     for r, part in _groups(radius, active):
@@ -280,6 +345,8 @@ def _channel_scales(stars: np.ndarray, nonstellar: np.ndarray, reference: np.nda
         a_i = reference[yy, xx].sum(axis=1, dtype=np.float64)
         n_ap = len(dy)
         e = a_o - a_i - a_s * (1.0 - ee_ratio[part])
+        if moved is not None:
+            e -= moved[part]
         # what denoise removed is noise in the difference; damp corrections below it
         u2 = (denoise * sigma) ** 2 * n_ap
         with np.errstate(divide="ignore", invalid="ignore"):
