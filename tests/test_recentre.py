@@ -69,3 +69,80 @@ def test_a_layer_on_the_input_positions_is_left_alone():
     out2, rc2 = recentre_stars(layer, _table(xs[:5], ys[:5]), np.array([1.0]))
     assert np.isnan(rc2.offset[0]).all() and not rc2.applied[0]
     assert recentre_stars(layer, None, np.array([1.0]))[1].n_stars[0] == 0
+
+
+def _fit_positions(layer, xs, ys, fwhm=2.2, r=8):
+    x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
+    st = np.stack([layer[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
+    f = fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=fwhm, noise=1.0)
+    return f.x + x0 - r, f.y + y0 - r
+
+
+def test_each_star_is_moved_onto_its_own_input_position():
+    # the network's leftover offsets differ from star to star: the common
+    # (median) shift cannot take them out, the per-star move does
+    xs, ys = _grid(3)
+    rng = np.random.default_rng(4)
+    ox, oy = rng.uniform(-0.15, 0.15, len(xs)), rng.uniform(-0.15, 0.15, len(xs))
+    layer = _layer(xs + ox, ys + oy)[None]
+    before = np.hypot(*(np.array(_fit_positions(layer[0], xs, ys)) - [xs, ys]))
+    out, rc = recentre_stars(layer, _table(xs, ys), np.array([1.0]))
+    fx, fy = _fit_positions(out[0], xs, ys)
+    after = np.hypot(fx - xs, fy - ys)
+    assert np.median(before) > 0.08
+    assert np.max(after) < 0.02
+    assert rc.n_moved[0] >= len(xs) - 3  # moves under STAR_MIN_MOVE are not made
+    assert out.sum() == pytest.approx(layer.sum(), rel=1e-4)  # moving a star keeps its light
+    assert "one by one" in rc.describe()
+    # per_star=False: only the common offset
+    out2, rc2 = recentre_stars(layer, _table(xs, ys), np.array([1.0]), per_star=False)
+    assert rc2.n_moved[0] == 0
+    assert np.median(np.hypot(*(np.array(_fit_positions(out2[0], xs, ys)) - [xs, ys]))) > 0.06
+
+
+def test_in_colour_every_channel_takes_the_reference_channels_position():
+    # a lateral colour shift in the input that the channels' registration
+    # did not take out (too few stars, say), and that the network kept: red
+    # and blue are put where green has each star
+    xs, ys = _grid(5)
+    shift = {0: (0.2, -0.1), 1: (0.0, 0.0), 2: (-0.15, 0.12)}  # (dx, dy) per channel
+    layer = np.stack([_layer(xs + shift[c][0], ys + shift[c][1]) for c in range(3)])
+    tables = [_table(xs + shift[c][0], ys + shift[c][1]) for c in range(3)]
+    n = len(xs)
+    table = StarTable(**{k: np.concatenate([getattr(t, k) for t in tables])
+                         for k in ("x", "y", "flux", "background", "fwhm", "fwhm_major", "fwhm_minor", "beta",
+                                   "ellipticity", "angle", "e1", "e2", "asym_x", "asym_y", "snr", "chi2", "niter",
+                                   "flags", "used")},
+                      channel=np.repeat(np.arange(3), n))
+    out, rc = recentre_stars(layer, table, np.ones(3))
+    assert not rc.applied.any()  # each channel's layer sits on its own input: no common offset
+    for c in range(3):
+        fx, fy = _fit_positions(out[c], xs, ys)
+        assert np.max(np.hypot(fx - xs, fy - ys)) < 0.02, c
+    assert rc.n_moved[1] == 0 and rc.n_moved[0] == n and rc.n_moved[2] == n
+
+
+def test_blends_and_stars_with_close_neighbours_are_not_moved():
+    # the input's fit of a blend or of a star beside a neighbour is the
+    # pair's position, not the star's: those stars keep the network's position
+    xs, ys = _grid(6)
+    rng = np.random.default_rng(7)
+    ox, oy = rng.uniform(-0.15, 0.15, len(xs)), rng.uniform(-0.15, 0.15, len(xs))
+    ox[[3, 7]], oy[[3, 7]] = 0.12, -0.1
+    layer = _layer(xs + ox, ys + oy)[None]
+    table = _table(xs, ys)
+    table.ellipticity[3] = 0.3  # a blend: more elongated than the other stars
+    extra = _table([xs[7] + 9.0], [ys[7]])  # a neighbour half as bright 9 px from star 7
+    extra.flux[:] = 0.5 * table.flux[7]
+    extra.used[:] = False
+    keys = ("x", "y", "flux", "background", "fwhm", "fwhm_major", "fwhm_minor", "beta", "ellipticity", "angle",
+            "e1", "e2", "asym_x", "asym_y", "snr", "chi2", "niter", "flags", "used", "channel")
+    both = StarTable(**{k: np.concatenate([getattr(table, k), getattr(extra, k)]) for k in keys})
+    out, rc = recentre_stars(layer, both, np.array([1.0]))
+    assert not rc.applied[0]
+    fx, fy = _fit_positions(out[0], xs, ys)
+    kept = [3, 7]
+    np.testing.assert_allclose(fx[kept] - xs[kept], ox[kept], atol=0.01)
+    np.testing.assert_allclose(fy[kept] - ys[kept], oy[kept], atol=0.01)
+    rest = np.setdiff1d(np.arange(len(xs)), kept)
+    assert np.max(np.hypot(fx[rest] - xs[rest], fy[rest] - ys[rest])) < 0.02

@@ -546,8 +546,8 @@ def sharpen(
         t0 = time.perf_counter()
         # a change of PSF does not move a star either
         stars, rc = recentre_stars(stars, star_table, sigma, exclude=borders.mask if borders.any else None,
-                                   copy=False)
-        if rc.applied.any():
+                                   copy=False, reference=source)
+        if rc.applied.any() or rc.n_moved.sum():
             notes.append(rc.describe())
         timings["recentre"] = time.perf_counter() - t0
         t0 = time.perf_counter()
