@@ -546,7 +546,7 @@ def sharpen(
         t0 = time.perf_counter()
         # a change of PSF does not move a star either
         stars, rc = recentre_stars(stars, star_table, sigma, exclude=borders.mask if borders.any else None,
-                                   copy=False, reference=source)
+                                   copy=False, reference=source, nonstellar=nonst)
         if rc.applied.any() or rc.n_moved.sum():
             notes.append(rc.describe())
         timings["recentre"] = time.perf_counter() - t0
