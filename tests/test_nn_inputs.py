@@ -163,3 +163,47 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ParameterError):
         build_inputs(np.zeros((1, 3, 8, 8), np.float32), 0.0, 0.0, None, _maps(1, 3, 8, 8),
                      Controls.from_params(SharpenParams(), 1))
+
+
+def test_an_odd_asymmetry_is_clamped_to_what_the_network_learned():
+    # a measurement from one odd star can give asym far outside the training
+    # PSFs' (within 0.075); the network is told at most ASYM_MAX
+    from astrosharp.nn.inputs import ASYM_MAX, psf_features
+
+    maps = np.zeros((1, 3, 6, 2, 2), np.float32)
+    maps[:, :, 0] = 3.0
+    maps[:, :, 1] = 3.0
+    maps[:, 0, 4] = 21.0
+    maps[:, 2, 4] = -10.0
+    maps[:, 1, 5] = 0.05
+    f = psf_features(maps).reshape(1, 3, 6, 2, 2)
+    assert np.all(f[:, 0, 4] == np.float32(ASYM_MAX))
+    assert np.all(f[:, 2, 4] == np.float32(-ASYM_MAX))
+    assert np.allclose(f[:, 1, 5], 0.05)  # values in range pass unchanged
+    assert 0.075 <= ASYM_MAX <= 0.15
+
+
+def test_a_wild_psf_measurement_does_not_change_the_background():
+    # an asymmetry of 21 (what one odd star gave on a crop of a real frame)
+    # once made the network brighten the whole background 3 to 5 times
+    from astrosharp.errors import ModelError
+    from astrosharp.nn import Model
+    from astrosharp.pipeline import sharpen
+    from astrosharp.psf.field import PSFField
+    from astrosharp.psf.moffat import moffat_kernel
+
+    try:
+        model = Model.load()
+    except ModelError as exc:
+        pytest.skip(f"no shipped network ({exc})")
+    rng = np.random.default_rng(3)
+    img = np.full((3, 192, 192), 0.011, np.float32) + rng.normal(0, 5e-4, (3, 192, 192)).astype(np.float32)
+    k = moffat_kernel(2.5, 3.0, size=21, normalize=True).astype(np.float32)
+    for y, x in ((60, 70), (130, 120)):
+        img[:, y - 10:y + 11, x - 10:x + 11] += 0.5 * k
+    field = PSFField.uniform((192, 192), 3, 2.5, 3.0)
+    field.values[:, 4] = 21.0  # asym_x
+    res = sharpen(img, SharpenParams(method="nn"), model=model, psf_field=field, layers=False)
+    med_in = np.median(img.reshape(3, -1), axis=1)
+    med_out = np.median(res.image.data.reshape(3, -1), axis=1)
+    np.testing.assert_allclose(med_out, med_in, rtol=0.01)

@@ -84,6 +84,12 @@ BETA_MAX = 20.0
 """Largest beta the network is told (the star fit's upper bound; a PSF with no
 Moffat wings, e.g. defocused, fits to beta -> infinity)."""
 ELLIPTICITY_GAIN = 2.0
+ASYM_MAX = 0.1
+"""Largest |asym_x|, |asym_y| the network is told. The training PSFs' fields
+stay within 0.075; a measurement from one or two odd stars can give far more
+(a 512 px crop of NGC 7023, one star: asym_x 21 in red, 10 in blue), and
+told that, the network is outside anything it learned (that crop came out
+with its background 3 to 5.5 times too bright)."""
 N_PER_CHANNEL_TARGETS = 3
 N_INPUTS = 4 * NET_CHANNELS + len(PSF_FEATURES) * NET_CHANNELS + N_PER_CHANNEL_TARGETS * NET_CHANNELS + 2
 N_OUTPUTS = 2 * NET_CHANNELS
@@ -219,7 +225,7 @@ def psf_features(src_maps: np.ndarray) -> np.ndarray:
     out[:, :, 0] = np.log2(np.maximum(m[:, :, 0], 0.3) / FWHM_REF)
     out[:, :, 1] = np.log2(np.clip(m[:, :, 1], 1.01, BETA_MAX) / BETA_REF)
     out[:, :, 2:4] = ELLIPTICITY_GAIN * m[:, :, 2:4]
-    out[:, :, 4:6] = m[:, :, 4:6]
+    out[:, :, 4:6] = np.clip(m[:, :, 4:6], -ASYM_MAX, ASYM_MAX)
     return out.reshape(b, c * p, h, w)
 
 
