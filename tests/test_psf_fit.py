@@ -72,3 +72,20 @@ def test_fit_kernel_reads_back_a_moffat_kernel():
     assert f["beta"] == pytest.approx(2.8, rel=0.02)
     assert f["ellipticity"] == pytest.approx(0.2, abs=0.005)
     assert f["angle"] == pytest.approx(70.0, abs=1.0)
+
+
+def test_asymmetry_of_a_failed_measurement_reads_as_none():
+    # noise that cancels the second moment once made a one-star field report
+    # asym_x 21; a star's light cannot give |asym| near 1
+    from astrosharp.psf.fit import asymmetry
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.02, 1.0, (400, 15, 15))  # stamps of noise (before the guard: 58 of 400 over 1, up to 99)
+    ax, ay = asymmetry(noise, np.full(400, 7.0), np.full(400, 7.0), np.zeros(400))
+    assert np.all(np.abs(ax) <= 1.0) and np.all(np.abs(ay) <= 1.0)
+    assert np.sum((ax == 0.0) & (ay == 0.0)) >= 40
+    # a real coma-like star still measures its asymmetry
+    yy, xx = np.mgrid[0:31, 0:31].astype(float)
+    star = np.exp(-((xx - 15) ** 2 + (yy - 15) ** 2) / 8.0) + 0.3 * np.exp(-((xx - 18) ** 2 + (yy - 15) ** 2) / 8.0)
+    ax2, ay2 = asymmetry(star[None], np.array([15.0]), np.array([15.0]), np.array([0.0]))
+    assert 0.0 < ax2[0] < 1.0 and abs(ay2[0]) < 1e-6

@@ -600,7 +600,10 @@ def asymmetry(
         m2 = (f * r2).sum(axis=(1, 2)) / tot
         ax = (f * r2 * dx).sum(axis=(1, 2)) / tot / m2**1.5
         ay = (f * r2 * dy).sum(axis=(1, 2)) / tot / m2**1.5
-    bad = ~(tot > 0) | ~(m2 > 0)
+    # a star's light makes |asym| well below 1 (the simulator's strongest coma
+    # gives 0.075); more is a failed measurement (noise cancelling the
+    # second moment), read as no asymmetry
+    bad = ~(tot > 0) | ~(m2 > 0) | ~(np.abs(ax) <= 1.0) | ~(np.abs(ay) <= 1.0)
     return np.where(bad, 0.0, np.nan_to_num(ax)), np.where(bad, 0.0, np.nan_to_num(ay))
 
 
