@@ -146,3 +146,40 @@ def test_blends_and_stars_with_close_neighbours_are_not_moved():
     np.testing.assert_allclose(fy[kept] - ys[kept], oy[kept], atol=0.01)
     rest = np.setdiff1d(np.arange(len(xs)), kept)
     assert np.max(np.hypot(fx[rest] - xs[rest], fy[rest] - ys[rest])) < 0.02
+
+
+def test_stars_on_a_nebula_are_put_where_the_star_is_not_where_the_slope_pulls_the_fit():
+    # each star sits on the flank of a nebular knot: a Moffat fit with a flat
+    # background on the input is pulled towards the knot; with the non-stellar
+    # layer (blurred back to the input's resolution) taken out first, the
+    # anchor is the star's own position
+    from scipy.ndimage import gaussian_filter
+
+    xs, ys = _grid(7)
+    size, f_src, f_ns = 200, 4.0, 2.0
+    blur = np.sqrt(f_src**2 - f_ns**2)
+    knots = np.zeros((size, size))
+    for x, y in zip(xs, ys):
+        knots[int(round(y)), int(round(x + 3.0))] = 600.0  # a compact knot 3 px to the right of each star
+    nonstellar = gaussian_filter(knots, f_ns / 2.3548)  # the non-stellar layer, at its target
+    reference = _layer(xs, ys, fwhm=f_src) + gaussian_filter(knots, f_src / 2.3548)  # the input
+    rng = np.random.default_rng(8)
+    reference = (reference + rng.normal(0.0, 1.0, reference.shape)).astype(np.float32)[None]
+    ox, oy = rng.uniform(-0.15, 0.15, len(xs)), rng.uniform(-0.15, 0.15, len(xs))
+    layer = _layer(xs + ox, ys + oy)[None]  # the network's stars, each a little off
+    # the PSF measurement's fits, which the slope pulled too
+    tx, ty = _fit_positions(reference[0], xs, ys, fwhm=f_src)
+    assert np.median(np.hypot(tx - xs, ty - ys)) > 0.1
+    table = _table(tx, ty, fwhm=f_src)
+
+    def run(blur_fwhm):
+        out, _ = recentre_stars(layer, table, np.array([1.0]), reference=reference,
+                                nonstellar=nonstellar[None].astype(np.float32).copy(), nonstellar_blur=blur_fwhm)
+        fx, fy = _fit_positions(out[0], xs, ys)
+        return np.hypot(fx - xs, fy - ys)
+
+    pulled = run(None)  # the fit in the input alone
+    assert np.median(pulled) > 0.1
+    clean = run(np.array([blur]))
+    assert np.median(clean) < 0.03
+    assert np.max(clean) < 0.06

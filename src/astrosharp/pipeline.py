@@ -315,6 +315,20 @@ MANUAL_BELOW_STARS = 5
 MANUAL_STAR_WIDTH = 1.5
 
 
+def _nonstellar_blur(psf: PSFField, params: SharpenParams) -> np.ndarray:
+    """Per channel, the FWHM (px) of the Gaussian that takes the non-stellar
+    layer from its target back to the source PSF (median over the field):
+    ``sqrt(F**2 - T**2)``, 0 for correct-only (the layer stays at F)."""
+    from .params import nonstellar_target
+
+    f = np.array([psf.median(k)["fwhm"] for k in range(psf.channels)], dtype=float)
+    if params.correct_only:
+        return np.zeros_like(f)
+    src = f if params.psf_diameter is None else np.full_like(f, max(float(params.psf_diameter), F_MIN))
+    t = np.minimum(np.asarray(nonstellar_target(src, params.sharpen_nonstellar), dtype=float), f)
+    return np.sqrt(np.maximum(f * f - t * t, 0.0))
+
+
 def _passes(params: SharpenParams, psf: PSFField) -> list[tuple[SharpenParams, PSFField]]:
     """The passes to run, each with its controls and its source PSF field."""
     base = params.replace(correct_first=False, nonstellar_then_stellar=False)
@@ -546,7 +560,8 @@ def sharpen(
         t0 = time.perf_counter()
         # a change of PSF does not move a star either
         stars, rc = recentre_stars(stars, star_table, sigma, exclude=borders.mask if borders.any else None,
-                                   copy=False, reference=source, nonstellar=nonst)
+                                   copy=False, reference=source, nonstellar=nonst,
+                                   nonstellar_blur=_nonstellar_blur(psf, params))
         if rc.applied.any() or rc.n_moved.sum():
             notes.append(rc.describe())
         timings["recentre"] = time.perf_counter() - t0
