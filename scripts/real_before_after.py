@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="before_after")
     ap.add_argument("--sharpen-stars", type=float, default=1.0)
     ap.add_argument("--sharpen-nonstellar", type=float, default=0.5)
+    ap.add_argument("--orientations", type=int, default=1, help="network orientations averaged (1, 2, 4 or 8)")
     ap.add_argument("--only", default="", help="comma-separated parts of the file names to process (default: all)")
     a = ap.parse_args(argv)
 
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             img = read_image(path)
             data = img.data
-            p = SharpenParams(sharpen_stars=a.sharpen_stars, sharpen_nonstellar=a.sharpen_nonstellar)
+            p = SharpenParams(sharpen_stars=a.sharpen_stars, sharpen_nonstellar=a.sharpen_nonstellar,
+                             orientations=a.orientations)
             res = sharpen(data, p, model=model)
             res2 = sharpen(data, p.replace(tile_size=320), model=model)
             before = measure_psf(data)

@@ -207,3 +207,28 @@ def test_a_wild_psf_measurement_does_not_change_the_background():
     med_in = np.median(img.reshape(3, -1), axis=1)
     med_out = np.median(res.image.data.reshape(3, -1), axis=1)
     np.testing.assert_allclose(med_out, med_in, rtol=0.01)
+
+
+@pytest.mark.parametrize("turn", [t for n in (2, 4, 8) for t in __import__("astrosharp.nn.inputs", fromlist=["x"]).ORIENTATIONS[n]])
+def test_inputs_in_another_orientation_are_those_of_the_transformed_sky(turn):
+    # orient_inputs must give exactly what build_inputs makes of the transformed
+    # tile and PSF maps (each plane moved, e1 / e2 / asymmetry changed as the
+    # training augmentation changes them), and untransform_images must undo it
+    from astrosharp.nn.inputs import orient_inputs, transform_images, transform_psf_params, untransform_images
+
+    rng = np.random.default_rng(3)
+    b, c, h, w = 2, 3, 32, 48
+    tiles = (0.01 + 1e-3 * rng.standard_normal((b, c, h, w))).astype(np.float32)
+    tiles[:, :, 5, 7] += 2.0
+    maps = _maps(b, c, h, w)
+    maps[:, :, 2] = rng.uniform(-0.2, 0.2, (b, c, 1, 1))  # e1, e2 and asymmetry that vary over the tile
+    maps[:, :, 3] = np.linspace(-0.1, 0.2, w, dtype=np.float32)
+    maps[:, :, 4] = np.linspace(-0.05, 0.04, h, dtype=np.float32)[:, None]
+    maps[:, :, 5] = 0.03
+    sat = np.full(c, 2.005, np.float32)
+    ctl = Controls.from_params(SharpenParams(sharpen_stars=0.7, adjust_halos=0.2), b)
+    x = build_inputs(tiles, 0.01, 1e-3, sat, maps, ctl)
+    expected = build_inputs(np.ascontiguousarray(transform_images(tiles, *turn)), 0.01, 1e-3, sat,
+                            np.ascontiguousarray(transform_psf_params(maps, *turn)), ctl)
+    np.testing.assert_allclose(orient_inputs(x, *turn), expected, rtol=1e-6, atol=1e-6)
+    assert np.array_equal(untransform_images(transform_images(tiles, *turn), *turn), tiles)

@@ -55,6 +55,9 @@ def test_frozen_and_replace_validates_again():
         ({"correct_only": True, "correct_first": True}, "correct_only cannot be combined"),
         ({"tile_size": 32}, "tile_size must be an integer of at least 64"),
         ({"overlap": 0.6}, "overlap must be in"),
+        ({"orientations": 3}, "orientations must be one of 1, 2, 4, 8"),
+        ({"orientations": True}, "orientations must be one of"),
+        ({"orientations": 2.5}, "orientations must be one of"),
     ],
 )
 def test_out_of_range_controls_are_refused(kwargs, match):
@@ -133,3 +136,8 @@ def test_describe_names_the_settings():
     for part in ("sharpen_stars=1", "psf_diameter=3.5px", "correct_first", "denoise=0.5", "method=nn"):
         assert part in text
     assert "psf_diameter=auto" in SharpenParams().describe()
+
+
+def test_orientations_are_recorded_when_not_one():
+    assert "orientations" not in SharpenParams().describe()
+    assert "orientations=4" in SharpenParams(orientations=4).describe()

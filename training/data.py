@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from astrosharp.nn.inputs import NET_CHANNELS, Controls, build_inputs, encode_layer
+from astrosharp.nn.inputs import (NET_CHANNELS, Controls, build_inputs, encode_layer, transform_images,  # noqa: F401
+                                  transform_psf_params)
 
 __all__ = [
     "POOL_KEYS",
@@ -154,41 +155,8 @@ def pool_from_examples(examples: list[dict[str, Any]]) -> Pool:
 
 
 # ----------------------------------------------------------------------------
-# dihedral transforms
-
-
-def transform_images(a: np.ndarray, transpose: bool, flip_y: bool, flip_x: bool) -> np.ndarray:
-    """Apply transpose (x <-> y), then row flip, then column flip to the last two axes."""
-    if transpose:
-        a = np.swapaxes(a, -1, -2)
-    if flip_y:
-        a = a[..., ::-1, :]
-    if flip_x:
-        a = a[..., ::-1]
-    return a
-
-
-def transform_psf_params(p: np.ndarray, transpose: bool, flip_y: bool, flip_x: bool) -> np.ndarray:
-    """PSF parameters (axis -3 = ``PSF_FEATURES``, last two axes spatial) under
-    the same transform as :func:`transform_images`.
-
-    With the major-axis angle θ measured from +x towards +y, e1 = e cos 2θ,
-    e2 = e sin 2θ: a transpose maps θ to 90° - θ (e1 -> -e1), a flip of either
-    axis maps θ to -θ or 180° - θ (e2 -> -e2). The asymmetry vector
-    (asym_x, asym_y) transforms as a vector: swapped by a transpose, one
-    component negated by a flip.
-    """
-    p = np.array(transform_images(p, transpose, flip_y, flip_x), copy=True)
-    if transpose:
-        p[..., 2, :, :] *= -1.0
-        p[..., [4, 5], :, :] = p[..., [5, 4], :, :]
-    if flip_y:
-        p[..., 3, :, :] *= -1.0
-        p[..., 5, :, :] *= -1.0
-    if flip_x:
-        p[..., 3, :, :] *= -1.0
-        p[..., 4, :, :] *= -1.0
-    return p
+# dihedral transforms: transform_images and transform_psf_params live in
+# astrosharp.nn.inputs (inference runs the network in several orientations too)
 
 
 def psf_maps_from_nodes(nodes: np.ndarray, h: int, w: int) -> np.ndarray:

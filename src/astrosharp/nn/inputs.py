@@ -65,6 +65,11 @@ __all__ = [
     "input_channel_names",
     "psf_features",
     "target_features",
+    "transform_images",
+    "untransform_images",
+    "transform_psf_params",
+    "ORIENTATIONS",
+    "orient_inputs",
     "build_inputs",
     "decode_outputs",
     "encode_layer",
@@ -429,3 +434,85 @@ def decode_outputs(
     stars = (stars_n * sg).astype(np.float32)
     nonstellar = (ns_n * sg + bg).astype(np.float32)
     return stars, nonstellar
+
+
+# ---------------------------------------------------------------------------
+# orientations (the dihedral transforms of training's augmentation, and of
+# inference with SharpenParams.orientations > 1)
+
+
+def transform_images(a: np.ndarray, transpose: bool, flip_y: bool, flip_x: bool) -> np.ndarray:
+    """Apply transpose (x <-> y), then row flip, then column flip to the last two axes (a view)."""
+    if transpose:
+        a = np.swapaxes(a, -1, -2)
+    if flip_y:
+        a = a[..., ::-1, :]
+    if flip_x:
+        a = a[..., ::-1]
+    return a
+
+
+def untransform_images(a: np.ndarray, transpose: bool, flip_y: bool, flip_x: bool) -> np.ndarray:
+    """The inverse of :func:`transform_images` (a view)."""
+    if flip_x:
+        a = a[..., ::-1]
+    if flip_y:
+        a = a[..., ::-1, :]
+    if transpose:
+        a = np.swapaxes(a, -1, -2)
+    return a
+
+
+def transform_psf_params(p: np.ndarray, transpose: bool, flip_y: bool, flip_x: bool) -> np.ndarray:
+    """PSF parameters (axis -3 = ``PSF_FEATURES``, last two axes spatial) under
+    the same transform as :func:`transform_images`.
+
+    With the major-axis angle θ measured from +x towards +y, e1 = e cos 2θ,
+    e2 = e sin 2θ: a transpose maps θ to 90° - θ (e1 -> -e1), a flip of either
+    axis maps θ to -θ or 180° - θ (e2 -> -e2). The asymmetry vector
+    (asym_x, asym_y) transforms as a vector: swapped by a transpose, one
+    component negated by a flip. The same holds for the network's encoding
+    of them (``2 e1``, ``2 e2``, clipped asymmetry).
+    """
+    p = np.array(transform_images(p, transpose, flip_y, flip_x), copy=True)
+    if transpose:
+        p[..., 2, :, :] *= -1.0
+        p[..., [4, 5], :, :] = p[..., [5, 4], :, :]
+    if flip_y:
+        p[..., 3, :, :] *= -1.0
+        p[..., 5, :, :] *= -1.0
+    if flip_x:
+        p[..., 3, :, :] *= -1.0
+        p[..., 4, :, :] *= -1.0
+    return p
+
+
+ORIENTATIONS: dict[int, tuple[tuple[bool, bool, bool], ...]] = {
+    1: ((False, False, False),),
+    2: ((False, False, False), (True, False, True)),  # 0 and 90 degrees
+    4: ((False, False, False), (True, False, True), (False, True, True), (True, True, False)),  # 0, 90, 180, 270
+    8: tuple((t, fy, fx) for t in (False, True) for fy in (False, True) for fx in (False, True)),
+}
+"""(transpose, flip_y, flip_x) of each orientation the network is run in, by
+their number (``SharpenParams.orientations``). A rotation by 90 degrees
+negates e1 and e2, so two orientations already cancel a shared elongation
+the network adds."""
+
+
+def orient_inputs(x: np.ndarray, transpose: bool, flip_y: bool, flip_x: bool) -> np.ndarray:
+    """Network inputs (B, N_INPUTS, h, w) as the same sky seen transformed
+    (:func:`transform_images`): every plane moves, and the source PSF's
+    ellipticity and asymmetry channels change as :func:`transform_psf_params`
+    says; the other channels (image, noise, saturation, targets, flags) are
+    scalars per pixel. Returns a new contiguous array."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 4 or x.shape[1] != N_INPUTS:
+        raise ParameterError(f"network inputs must be (B, {N_INPUTS}, h, w), got shape {x.shape}")
+    out = np.ascontiguousarray(transform_images(x, transpose, flip_y, flip_x))
+    if transpose or flip_y or flip_x:
+        b, _, h, w = out.shape
+        k, p = NET_CHANNELS, len(PSF_FEATURES)
+        p0 = 4 * k
+        psf = x[:, p0:p0 + k * p].reshape(b, k, p, x.shape[2], x.shape[3])
+        out[:, p0:p0 + k * p] = transform_psf_params(psf, transpose, flip_y, flip_x).reshape(b, k * p, h, w)
+    return out

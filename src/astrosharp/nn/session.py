@@ -37,7 +37,8 @@ import numpy as np
 from ..errors import ModelError, ParameterError
 from ..params import SharpenParams
 from . import inputs as _inputs
-from .inputs import N_INPUTS, TILE_MULTIPLE, Controls, build_inputs, decode_outputs
+from .inputs import (N_INPUTS, ORIENTATIONS, TILE_MULTIPLE, Controls, build_inputs, decode_outputs, orient_inputs,
+                     untransform_images)
 
 __all__ = ["DEFAULT_MODEL", "PREFERRED_PROVIDERS", "Model", "default_model_path", "choose_providers", "file_sha256"]
 
@@ -232,7 +233,10 @@ class Model:
             ``PSFField.uniform(shape, C, D)`` where there are no stars.
         params : SharpenParams
             The controls (sharpen_stars, adjust_halos, psf_diameter,
-            sharpen_nonstellar, correct_only, denoise).
+            sharpen_nonstellar, correct_only, denoise), and ``orientations``:
+            the network runs on each tile in that many orientations
+            (:data:`astrosharp.nn.inputs.ORIENTATIONS`) and the layers are
+            averaged.
         poisson_k : (C,) or None
             ``1 / (gain * sigma)`` when the gain is known (photon noise of
             bright sources), else None.
@@ -287,10 +291,22 @@ class Model:
                 Controls.from_params(params, n),
                 poisson_k=pick(pk, sl),
             )
-            y = self.run(x)[:, :, :h, :w]
-            st, ns = decode_outputs(y, bgi, pick(sg, sl), channels=c)
-            stars[sl] = st
-            nonstellar[sl] = ns
+            turns = ORIENTATIONS[params.orientations]
+            for k, turn in enumerate(turns):
+                # the same sky in another orientation; the layers are averaged
+                # in linear units (their sum and every star's flux are kept)
+                y = self.run(orient_inputs(x, *turn) if k else x)
+                y = untransform_images(y, *turn)[:, :, :h, :w]
+                st, ns = decode_outputs(y, bgi, pick(sg, sl), channels=c)
+                if k:
+                    stars[sl] += st
+                    nonstellar[sl] += ns
+                else:
+                    stars[sl] = st
+                    nonstellar[sl] = ns
+            if len(turns) > 1:
+                stars[sl] /= len(turns)
+                nonstellar[sl] /= len(turns)
         return stars, nonstellar
 
     def describe(self) -> str:
