@@ -45,6 +45,9 @@ def load_weights(checkpoint: str) -> tuple[UNet, dict[str, Any]]:
 def export_onnx(model: UNet, path: str, check_size: int = 64, seed: int = 0, x_check: np.ndarray | None = None) -> float:
     """Write the ONNX file; return the max |ORT - torch| on ``x_check``
     (realistic inputs, e.g. a validation batch) or on random inputs."""
+    # as astrosharp.nn.Model.load does: ONNX Runtime writes a telemetry folder
+    # under the home directory when imported, unless this is set first
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort
 
     model = model.float().eval()
