@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import SharpenParams, correct_target, nonstellar_target, stellar_target
+from .params import SharpenParams, correct_target, nonstellar_layer_fwhm, stellar_target
 from .psf.field import PARAM_NAMES, PSFField
 from .psf.moffat import alpha_from_fwhm
 
@@ -209,7 +209,7 @@ def conserve_star_flux(
     ee_s = encircled_energy(radius, f_src, b_src)
     ee_t = encircled_energy(radius, f_tgt, b_tgt)
     alpha_t = alpha_from_fwhm(np.maximum(f_tgt, 0.5), b_tgt)
-    f_neb = _nonstellar_widths(f_src, params)  # (C, N)
+    f_neb = nonstellar_layer_fwhm(f_src, params)  # (C, N)
 
     # stars near saturated pixels or borders, or whose taper leaves the frame
     reach = np.ceil(TAPER * radius.max(axis=0)).astype(int)
@@ -259,18 +259,6 @@ def conserve_star_flux(
             med[c] = float(np.median(ch))
             p90[c] = float(np.percentile(ch, 90))
     return out.astype(stars.dtype, copy=False), FluxCorrection(n, n_corr, med, p90)
-
-
-def _nonstellar_widths(f_src: np.ndarray, params: SharpenParams) -> np.ndarray:
-    """Target FWHM (px) of the non-stellar layer at each star (C, N); equal
-    to ``f_src`` where it is not sharpened (correct only, or a target no
-    narrower than the source)."""
-    if params.correct_only:
-        return np.array(f_src, float)
-    src = f_src if params.psf_diameter is None else np.full_like(f_src, float(params.psf_diameter))
-    # the input's structure is blurred by the measured PSF; the network takes
-    # it to this from what it was told (a manual diameter, or that PSF)
-    return np.minimum(nonstellar_target(src, params.sharpen_nonstellar), f_src)
 
 
 def _moved_weights(r: float, f_src: float, f_tgt: float, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

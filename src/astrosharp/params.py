@@ -45,6 +45,7 @@ __all__ = [
     "ORIENTATION_COUNTS",
     "stellar_target",
     "nonstellar_target",
+    "nonstellar_layer_fwhm",
     "correct_target",
 ]
 
@@ -195,6 +196,22 @@ def nonstellar_target(source_fwhm: float, sharpen_nonstellar: float) -> float:
     t = np.maximum(F_MIN, (1.0 - sharpen_nonstellar) * np.asarray(source_fwhm, dtype=float))
     t = np.minimum(t, source_fwhm)
     return t if np.ndim(t) else float(t)
+
+
+def nonstellar_layer_fwhm(source_fwhm, params: "SharpenParams"):
+    """FWHM (px) the non-stellar layer ends at where the input's PSF has
+    ``source_fwhm`` (elementwise): the non-stellar target of the manual
+    diameter or of that PSF, never wider than the input's PSF, and the
+    source itself under correct only."""
+    import numpy as np
+
+    f = np.asarray(source_fwhm, dtype=float)
+    if params.correct_only:
+        return np.array(f, float)
+    src = f if params.psf_diameter is None else np.full_like(f, float(params.psf_diameter))
+    # the input's structure is blurred by the measured PSF; the network takes
+    # it to this from what it was told (a manual diameter, or that PSF)
+    return np.minimum(nonstellar_target(src, params.sharpen_nonstellar), f)
 
 
 def correct_target(fwhm: float, beta: float) -> tuple[float, float]:

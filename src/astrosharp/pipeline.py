@@ -319,13 +319,10 @@ def _nonstellar_blur(psf: PSFField, params: SharpenParams) -> np.ndarray:
     """Per channel, the FWHM (px) of the Gaussian that takes the non-stellar
     layer from its target back to the source PSF (median over the field):
     ``sqrt(F**2 - T**2)``, 0 for correct-only (the layer stays at F)."""
-    from .params import nonstellar_target
+    from .params import nonstellar_layer_fwhm
 
     f = np.array([psf.median(k)["fwhm"] for k in range(psf.channels)], dtype=float)
-    if params.correct_only:
-        return np.zeros_like(f)
-    src = f if params.psf_diameter is None else np.full_like(f, max(float(params.psf_diameter), F_MIN))
-    t = np.minimum(np.asarray(nonstellar_target(src, params.sharpen_nonstellar), dtype=float), f)
+    t = nonstellar_layer_fwhm(f, params)
     return np.sqrt(np.maximum(f * f - t * t, 0.0))
 
 

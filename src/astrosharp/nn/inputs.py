@@ -487,16 +487,15 @@ def transform_psf_params(p: np.ndarray, transpose: bool, flip_y: bool, flip_x: b
     return p
 
 
-ORIENTATIONS: dict[int, tuple[tuple[bool, bool, bool], ...]] = {
-    1: ((False, False, False),),
-    2: ((False, False, False), (True, False, True)),  # 0 and 90 degrees
-    4: ((False, False, False), (True, False, True), (False, True, True), (True, True, False)),  # 0, 90, 180, 270
-    8: tuple((t, fy, fx) for t in (False, True) for fy in (False, True) for fx in (False, True)),
-}
-"""(transpose, flip_y, flip_x) of each orientation the network is run in, by
-their number (``SharpenParams.orientations``). A rotation by 90 degrees
-negates e1 and e2, so two orientations already cancel a shared elongation
-the network adds."""
+ORIENTATIONS: tuple[tuple[bool, bool, bool], ...] = (
+    (False, False, False), (True, False, True), (False, True, True), (True, True, False),  # 0, 90, 180, 270 degrees
+    (True, False, False), (False, True, False), (False, False, True), (True, True, True),  # their mirror images
+)
+"""(transpose, flip_y, flip_x) of the eight orientations, ordered so that the
+first K (``SharpenParams.orientations`` = 1, 2, 4 or 8) are the ones the
+network is run in: the identity, then 90 degrees, then all four rotations,
+then all eight. A rotation by 90 degrees negates e1 and e2, so two
+orientations already cancel a shared elongation the network adds."""
 
 
 def orient_inputs(x: np.ndarray, transpose: bool, flip_y: bool, flip_x: bool) -> np.ndarray:

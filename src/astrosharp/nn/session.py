@@ -291,10 +291,11 @@ class Model:
                 Controls.from_params(params, n),
                 poisson_k=pick(pk, sl),
             )
-            turns = ORIENTATIONS[params.orientations]
+            turns = ORIENTATIONS[:params.orientations]
             for k, turn in enumerate(turns):
-                # the same sky in another orientation; the layers are averaged
-                # in linear units (their sum and every star's flux are kept)
+                # the same sky in another orientation (the first is the
+                # identity); the layers are averaged in linear units (their
+                # sum and every star's flux are kept)
                 y = self.run(orient_inputs(x, *turn) if k else x)
                 y = untransform_images(y, *turn)[:, :, :h, :w]
                 st, ns = decode_outputs(y, bgi, pick(sg, sl), channels=c)
