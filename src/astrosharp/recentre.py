@@ -179,9 +179,9 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
         FWHM (px) of the Gaussian that takes the non-stellar layer back to
         the input's resolution (0 where the layer is at the source PSF). A
         star on a nebula or galaxy sits on a slope that pulls a Moffat fit
-        with a flat background off the star (by 0.1 to 0.5 px on the bench's
-        nebula): the fit in ``reference`` then sees the star on what is left
-        of that slope.
+        with a flat background off the star (by up to 0.1 px in green and
+        0.56 px in red and blue on the bench's nebula): the fit in
+        ``reference`` then sees the star on what is left of that slope.
 
     Returns
     -------
