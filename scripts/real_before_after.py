@@ -11,8 +11,9 @@ For each image of ``../shared/data/real`` (and the PixInsight M57 XISF):
   makes each star's ``e`` positive but does not line them up). The plain
   medians above compare different sets of stars: sharpening makes faint
   stars detectable, and a faint star's ellipticity is mostly noise;
-* a seam check: the image is sharpened twice, with the engine's 512 px tiles
-  and with tiles of 320 px (a different grid: every seam moves). Where the
+* a seam check: the image is sharpened twice, with the network engine's
+  tiles (fitted to the image, ``astrosharp.tiles.fit_tile``) and with tiles
+  of 320 px (a different grid: every seam moves). Where the
   tiles meet, the two results would disagree if the tiling left a mark; the
   script reports the 90th percentile of |difference| (in noise sigmas) in
   bands of 8 px around the seams of either grid and elsewhere;
@@ -108,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     from astrosharp.nn import Model
     from astrosharp.noise import estimate_background
     from astrosharp.params import SharpenParams
+    from astrosharp import pipeline
     from astrosharp.pipeline import sharpen
+    from astrosharp.tiles import fit_tile
     from astrosharp.psf import measure_psf
 
     out_dir = Path(a.out)
@@ -126,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             p = SharpenParams(sharpen_stars=a.sharpen_stars, sharpen_nonstellar=a.sharpen_nonstellar,
                              orientations=a.orientations)
             res = sharpen(data, p, model=model)
-            res2 = sharpen(data, p.replace(tile_size=320), model=model)
+            saved = pipeline.NN_TILES
+            pipeline.NN_TILES = (320, 320)
+            try:
+                res2 = sharpen(data, p, model=model)
+            finally:
+                pipeline.NN_TILES = saved
             before = measure_psf(data)
             after = measure_psf(res.image.data)
         out = res.image.data
@@ -134,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         sig = np.asarray(bg.sigma, float)
         h, w = data.shape[1:]
         diff = (out - res2.image.data) / sig[:, None, None]
-        seams = _seam_bands((h, w), 512, p.overlap) | _seam_bands((h, w), 320, p.overlap)
+        tile, overlap = fit_tile((h, w), *pipeline.NN_TILES, blend=pipeline.NN_BLEND)
+        seams = _seam_bands((h, w), tile, overlap) | _seam_bands((h, w), 320, pipeline.NN_BLEND / 320)
         # robust: the two tilings also differ a little on bright star cores,
         # wherever they are; a seam would raise the typical difference along the bands
         rms_seam = float(np.percentile(np.abs(diff[:, seams]), 90)) if seams.any() else float("nan")

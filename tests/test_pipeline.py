@@ -163,13 +163,23 @@ def test_network_path_gets_tiles_maps_and_controls():
     res = sharpen(data, params, model=model, psf_field=_uniform(data))
     assert res.method == "nn"
     np.testing.assert_allclose(res.image.data, data, rtol=1e-6)
-    assert len(model.calls) == 1  # 4 tiles in one batch of 4
+    assert len(model.calls) == 1  # the network's engine fits one tile to a 600 x 560 image
     tshape, bshape, sshape, sat, mshape, p = model.calls[0]
     b, c, h, w = tshape
-    assert (b, c) == (4, 3) and h % 16 == 0 and w % 16 == 0
+    assert (b, c) == (1, 3) and h % 16 == 0 and w % 16 == 0 and h >= 600 + 32 and w >= 560 + 32
     assert bshape == (b, c, h, w) and sshape == (3,)
     assert mshape == (b, c, len(PARAM_NAMES), h, w)
     assert p == params
+
+
+def test_engine_plans_network_classical_and_correct_only():
+    # the network's tiles are fitted to the image; correct-only reads the PSF
+    # at each tile's centre and the classical methods follow the field per
+    # tile, so they keep params.tile_size
+    nn = pipeline._engine_plan((4000, 6000), "nn", SharpenParams())
+    assert nn[0] == 1088 and nn[1] * nn[0] == pytest.approx(pipeline.NN_BLEND) and nn[2] == 1
+    assert pipeline._engine_plan((4000, 6000), "nn", SharpenParams(correct_only=True)) == (512, 0.2, pipeline.BATCH)
+    assert pipeline._engine_plan((4000, 6000), "rl", SharpenParams(method="rl")) == (512, 0.2, pipeline.BATCH)
 
 
 def test_missing_network_falls_back_to_richardson_lucy(monkeypatch):

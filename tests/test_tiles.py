@@ -9,6 +9,7 @@ from scipy import ndimage
 from astrosharp.tiles import (
     axis_starts,
     axis_weights,
+    fit_tile,
     extract_tile,
     plan_grid,
     run_tiled,
@@ -190,3 +191,25 @@ def test_margin_reads_the_extension_and_returns_the_image():
     assert np.any(seen[0] == -1.0)
     with pytest.raises(ValueError, match="margin"):
         run_tiled(ext, fn, margin=-1)
+
+
+@pytest.mark.parametrize("shape", [(4000, 6000), (2822, 4144), (3008, 3008), (1080, 1920), (600, 800), (200, 3000)])
+def test_fit_tile_processes_the_fewest_pixels_with_the_blend_kept(shape):
+    def processed(tile, overlap):
+        boxes = tile_boxes(shape, tile, overlap)
+        return len(boxes) * boxes[0].ph * boxes[0].pw
+
+    tile, overlap = fit_tile(shape, 768, 1152, blend=102)
+    assert 768 <= tile <= 1152 and tile % 16 == 0
+    assert overlap == pytest.approx(102 / tile)
+    best = processed(tile, overlap)
+    for t in range(768, 1153, 16):  # no edge in the range does better
+        assert processed(t, 102 / t) >= best
+    # neighbouring tiles share at least the blend (or the axis has one tile)
+    for length in shape:
+        starts = axis_starts(length, tile, overlap)
+        if len(starts) > 1:
+            assert np.min(np.diff(starts)) <= tile - 102
+    # the 512 px plan with 20 % overlap processes more of a large frame
+    if min(shape) >= 2000:
+        assert best < 0.8 * processed(512, 0.2)

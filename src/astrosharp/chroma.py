@@ -244,30 +244,28 @@ def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray
     (C, H, W) ndarray
         A new array (the input is not modified); channels not resampled are copies.
     """
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import affine_transform
 
     C, H, W = data.shape
     out = np.array(data, copy=True)
     todo = shift.significant if channels is None else np.asarray(channels, bool)
     y0, x0, s = shift.frame
-    cols = np.arange(W, dtype=np.float64)
     for c in range(C):
         if c == REFERENCE or not todo[c]:
             continue
         a = shift.coef[c]  # (2, 3): rows dy, dx
+        # the channel's star images lie at p + d(p), d affine in (x, y): read
+        # them there. As a matrix on (row, col): source = M (row, col) + offset
+        m = np.array([[1.0 + a[0, 2] / s, a[0, 1] / s], [a[1, 2] / s, 1.0 + a[1, 1] / s]])
+        off = np.array([a[0, 0] - a[0, 1] * x0 / s - a[0, 2] * y0 / s, a[1, 0] - a[1, 1] * x0 / s - a[1, 2] * y0 / s])
         for r0 in range(0, H, STRIP):
             r1 = min(H, r0 + STRIP)
             lo, hi = max(0, r0 - MARGIN), min(H, r1 + MARGIN)
-            rows = np.arange(r0, r1, dtype=np.float64)
-            yy, xx = np.meshgrid(rows, cols, indexing="ij")
-            u = (xx - x0) / s
-            v = (yy - y0) / s
-            # the channel's star images lie at p + d(p): read them there
-            sy = yy + a[0, 0] + a[0, 1] * u + a[0, 2] * v - lo
-            sx = xx + a[1, 0] + a[1, 1] * u + a[1, 2] * v
-            del u, v, yy, xx
             strip = np.asarray(data[c, lo:hi], dtype=np.float64)
-            out[c, r0:r1] = map_coordinates(strip, [sy, sx], order=3, mode="reflect", prefilter=True)
+            # output row i of the strip is image row r0 + i; source rows count from lo
+            o = off + m @ np.array([r0, 0.0]) - np.array([lo, 0.0])
+            out[c, r0:r1] = affine_transform(strip, m, offset=o, output_shape=(r1 - r0, W), order=3, mode="reflect",
+                                             prefilter=True)
         if saturation is not None:
             sat = float(np.asarray(saturation, float).reshape(-1)[c])
             if np.isfinite(sat):

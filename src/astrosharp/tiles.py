@@ -37,6 +37,7 @@ __all__ = [
     "axis_starts",
     "TileGrid",
     "plan_grid",
+    "fit_tile",
     "TileBox",
     "axis_weights",
     "tile_boxes",
@@ -103,6 +104,44 @@ def plan_grid(shape: tuple[int, int], tile: int = TILE_SIZE, overlap: float = OV
     """The tile grid for an image of ``shape`` = (H, W)."""
     h, w = int(shape[0]), int(shape[1])
     return TileGrid((h, w), int(tile), axis_starts(h, tile, overlap), axis_starts(w, tile, overlap))
+
+
+def fit_tile(
+    shape: tuple[int, int],
+    lo: int = 768,
+    hi: int = 1152,
+    blend: int = 102,
+    halo: int = HALO,
+    multiple: int = MULTIPLE,
+) -> tuple[int, float]:
+    """Tile edge and overlap for an image of ``shape`` = (H, W) that make the
+    engine process the fewest pixels.
+
+    Every tile is processed with its halo and padding, and the tiles of
+    :func:`axis_starts` are spread evenly, so a fixed tile edge can make the
+    engine process far more than the image: 512 px tiles with 20 % overlap
+    process 1.85 times a 4000 x 6000 frame. Among the edges from ``lo`` to
+    ``hi`` (multiples of ``multiple``), each with an overlap of at least
+    ``blend`` pixels, this picks the one with the fewest processed pixels
+    (1.25 times that frame at 1088 px); a tie goes to the smaller tile.
+
+    Returns
+    -------
+    tile : int
+    overlap : float
+        ``blend / tile`` (the argument of :func:`plan_grid`).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    best: tuple[int, int, float] | None = None
+    for t in range(_round_up(lo, multiple), hi + 1, multiple):
+        ov = blend / t
+        ny, nx = len(axis_starts(h, t, ov)), len(axis_starts(w, t, ov))
+        cost = ny * nx * _round_up(min(t, h) + 2 * halo, multiple) * _round_up(min(t, w) + 2 * halo, multiple)
+        if best is None or cost < best[0]:
+            best = (cost, t, ov)
+    if best is None:
+        raise ValueError(f"no tile edge between {lo} and {hi} px (multiples of {multiple})")
+    return best[1], best[2]
 
 
 # ---------------------------------------------------------------------------

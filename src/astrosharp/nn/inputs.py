@@ -104,6 +104,31 @@ SATURATION_TOLERANCE = 1e-5
 """A pixel counts as saturated at ``x >= saturation * (1 - SATURATION_TOLERANCE)``."""
 
 
+def _asinh(x: np.ndarray, scale: float) -> np.ndarray:
+    """``asinh(x / scale)`` in float32 as ``sign(x) log(|x|/scale + sqrt((x/scale)^2 + 1))``.
+
+    NumPy's ``arcsinh`` and ``sinh`` are not vectorised (4 to 5 times slower
+    than its ``log``, ``exp`` and ``sqrt`` on a (4, 3, 544, 544) batch); these
+    forms agree with them within 1e-6 absolute, far below the noise (one unit
+    of ``n`` is one sigma)."""
+    a = np.abs(np.asarray(x, dtype=np.float32)) * np.float32(1.0 / scale)
+    r = np.multiply(a, a)
+    r += np.float32(1.0)
+    np.sqrt(r, out=r)
+    r += a
+    np.log(r, out=r)
+    return np.copysign(r, x, out=r)
+
+
+def _sinh(y: np.ndarray, scale: float) -> np.ndarray:
+    """``scale * sinh(y)`` in float32 as ``scale/2 (e^y - e^-y)`` (see :func:`_asinh`)."""
+    e = np.exp(np.asarray(y, dtype=np.float32))
+    r = np.divide(np.float32(-1.0), e)
+    r += e
+    r *= np.float32(0.5 * scale)
+    return r
+
+
 def normalisation_constants() -> dict[str, Any]:
     """The constants of this layout, for a model's manifest."""
     return {
@@ -227,10 +252,15 @@ def psf_features(src_maps: np.ndarray) -> np.ndarray:
     m = np.asarray(src_maps, dtype=np.float32)
     b, c, p, h, w = m.shape
     out = np.empty_like(m)
-    out[:, :, 0] = np.log2(np.maximum(m[:, :, 0], 0.3) / FWHM_REF)
-    out[:, :, 1] = np.log2(np.clip(m[:, :, 1], 1.01, BETA_MAX) / BETA_REF)
-    out[:, :, 2:4] = ELLIPTICITY_GAIN * m[:, :, 2:4]
-    out[:, :, 4:6] = np.clip(m[:, :, 4:6], -ASYM_MAX, ASYM_MAX)
+    f32 = np.float32
+    # in place, plane by plane (these are the largest arrays the engine builds)
+    for v, lo, hi, ref, k in ((m[:, :, 0], 0.3, None, FWHM_REF, 0), (m[:, :, 1], 1.01, BETA_MAX, BETA_REF, 1)):
+        o = out[:, :, k]
+        np.clip(v, f32(lo), None if hi is None else f32(hi), out=o)
+        o *= f32(1.0 / ref)
+        np.log2(o, out=o)
+    np.multiply(m[:, :, 2:4], f32(ELLIPTICITY_GAIN), out=out[:, :, 2:4])
+    np.clip(m[:, :, 4:6], f32(-ASYM_MAX), f32(ASYM_MAX), out=out[:, :, 4:6])
     return out.reshape(b, c * p, h, w)
 
 
@@ -261,9 +291,11 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
     """
     m = np.asarray(src_maps, dtype=np.float32)
     b, c, _, h, w = m.shape
-    fwhm = np.maximum(m[:, :, 0], np.float32(0.3))
-    log_f = np.log2(fwhm)
-    log_beta = np.log2(np.clip(m[:, :, 1], 1.01, BETA_MAX))
+    f32 = np.float32
+    log_f = np.maximum(m[:, :, 0], f32(0.3))
+    np.log2(log_f, out=log_f)
+    log_beta = np.clip(m[:, :, 1], f32(1.01), f32(BETA_MAX))
+    np.log2(log_beta, out=log_beta)
     out = np.empty((b, c * N_PER_CHANNEL_TARGETS + 2, h, w), dtype=np.float32)
     k3 = c * N_PER_CHANNEL_TARGETS
     star, beta_r, neb = (out[:, j:k3:N_PER_CHANNEL_TARGETS] for j in range(3))  # (B, C, h, w) views
@@ -276,7 +308,9 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
 
     def floored(log_ratio: float, i: int, dst: np.ndarray) -> None:
         # log2(min(max(F_MIN / F, ratio), 1)): shrink by ratio, no further than F_MIN, never widen
-        np.minimum(np.maximum(log_fmin - log_f[i], log_ratio), 0.0, out=dst)
+        np.subtract(f32(log_fmin), log_f[i], out=dst)
+        np.maximum(dst, f32(log_ratio), out=dst)
+        np.minimum(dst, f32(0.0), out=dst)
 
     for i in range(b):
         co = pick(controls.correct_only, i)
@@ -284,7 +318,7 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
             if c == 1:
                 star[i] = 0.0
             else:
-                f = fwhm[i]
+                f = np.maximum(m[i, :, 0], f32(0.3))
                 med = f.sum(0) - f.max(0) - f.min(0) if c == 3 else np.median(f, axis=0)
                 np.subtract(np.log2(med)[None], log_f[i], out=star[i])
             beta_r[i] = 0.0
@@ -294,7 +328,10 @@ def target_features(src_maps: np.ndarray, controls: Controls) -> np.ndarray:
             n, dia = pick(controls.sharpen_nonstellar, i), pick(controls.psf_diameter, i)
             floored(float(np.log2(1.0 - 0.5 * s)), i, star[i])
             # log2(clip(beta 2^(-2h), limits) / beta)
-            np.subtract(np.clip(log_beta[i] - 2.0 * hal, lo, hi), log_beta[i], out=beta_r[i])
+            dst = beta_r[i]
+            np.subtract(log_beta[i], f32(2.0 * hal), out=dst)
+            np.clip(dst, f32(lo), f32(hi), out=dst)
+            dst -= log_beta[i]
             if np.isfinite(dia):
                 if dia > 0:
                     t = min(max(F_MIN, (1.0 - n) * dia), dia)
@@ -369,13 +406,19 @@ def build_inputs(
     maps = _replicate(src_maps, c)
     out = np.empty((b, N_INPUTS, h, w), dtype=np.float32)
     k = NET_CHANNELS
-    out[:, 0:k] = np.arcsinh(n / FAINT_SCALE)
-    out[:, k : 2 * k] = np.arcsinh(n / BRIGHT_SCALE)
+    out[:, 0:k] = _asinh(n, FAINT_SCALE)
+    out[:, k : 2 * k] = _asinh(n, BRIGHT_SCALE)
     if poisson_k is None:
         out[:, 2 * k : 3 * k] = 0.0
     else:
         pk = _as_bchw(poisson_k, b, c, "poisson_k")  # broadcasts over replicated channels
-        out[:, 2 * k : 3 * k] = 0.5 * np.log1p(np.maximum(pk, 0.0) * np.maximum(n, 0.0))
+        # log(1 + v) rather than log1p (not vectorised in NumPy; v >= 0, so the
+        # absolute error stays below 1e-7)
+        v = np.maximum(n, np.float32(0.0)) * np.maximum(pk, np.float32(0.0))
+        v += np.float32(1.0)
+        np.log(v, out=v)
+        v *= np.float32(0.5)
+        out[:, 2 * k : 3 * k] = v
     if saturation is None:
         out[:, 3 * k : 4 * k] = 0.0
     else:
@@ -391,7 +434,7 @@ def build_inputs(
 
 def encode_layer(layer_n: np.ndarray) -> np.ndarray:
     """A layer in noise-sigma units to the network's output domain (u_faint)."""
-    return np.arcsinh(np.asarray(layer_n, dtype=np.float32) / FAINT_SCALE)
+    return _asinh(layer_n, FAINT_SCALE)
 
 
 def decode_outputs(
@@ -422,8 +465,8 @@ def decode_outputs(
         raise ParameterError(f"network output must be (B, {N_OUTPUTS}, h, w), got shape {y.shape}")
     b = y.shape[0]
     k = NET_CHANNELS
-    stars_n = FAINT_SCALE * np.sinh(y[:, :k])
-    ns_n = FAINT_SCALE * np.sinh(y[:, k:])
+    stars_n = _sinh(y[:, :k], FAINT_SCALE)
+    ns_n = _sinh(y[:, k:], FAINT_SCALE)
     if channels == 1:
         stars_n = stars_n.mean(axis=1, keepdims=True)
         ns_n = ns_n.mean(axis=1, keepdims=True)

@@ -154,10 +154,48 @@ class PSFField:
         yy = np.clip(np.arange(y0, y0 + h, dtype=float), self.ys[0], self.ys[-1])
         xx = np.clip(np.arange(x0, x0 + w, dtype=float), self.xs[0], self.xs[-1])
         out = np.empty((self.channels, len(PARAM_NAMES), h, w), dtype=np.float32)
+        if len(self.ys) > 1 and len(self.xs) > 1:
+            self._grid_maps(yy, xx, out)
+            return out
         for c in range(self.channels):
             for p in range(len(PARAM_NAMES)):
                 out[c, p] = self._interp(c, p, yy, xx, grid=True)
         return out
+
+    def _grid_maps(self, yy: np.ndarray, xx: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`maps` on a grid of at least 2 x 2 nodes, every parameter at
+        once: the splines of :meth:`_splines` share their knots (they
+        interpolate the same nodes), so each plane is ``By @ C @ Bx.T`` with
+        the B-spline design matrices of the rows and columns (the same
+        numbers as evaluating each spline, to float32 precision (1e-6 px in a FWHM of 3 px), several times
+        faster: the tiled engine asks for 18 planes per tile)."""
+        from scipy.interpolate import BSpline
+
+        key = self.values.tobytes()
+        cache = self.__dict__.get("_spline_cache")
+        if cache is None or cache[0] != key:
+            c, p = self.values.shape[:2]
+            coefs = np.empty((c, p, 0, 0))
+            for ci in range(c):
+                for pi in range(p):
+                    sp = self._splines(ci, pi)
+                    ty, tx, cf = sp.tck
+                    ky, kx = sp.degrees
+                    if coefs.size == 0:
+                        coefs = np.empty((c, p, len(ty) - ky - 1, len(tx) - kx - 1))
+                    coefs[ci, pi] = np.asarray(cf).reshape(coefs.shape[2:])
+            z = self.values
+            cache = (key, coefs, ty, tx, ky, kx, z.min(axis=(2, 3)), z.max(axis=(2, 3)))
+            self.__dict__["_spline_cache"] = cache
+        _, coefs, ty, tx, ky, kx, lo, hi = cache
+        by = BSpline.design_matrix(yy, ty, ky).toarray()
+        bx = BSpline.design_matrix(xx, tx, kx).toarray()
+        # the small product in float64, the full-size one in float32 (the maps' type)
+        np.matmul(np.matmul(by, coefs).astype(np.float32), bx.T.astype(np.float32), out=out)  # (C, P, h, w)
+        np.clip(out, lo[..., None, None].astype(np.float32), hi[..., None, None].astype(np.float32), out=out)
+        flat = lo == hi  # constant planes exactly constant
+        if flat.any():
+            out[flat] = lo[flat][:, None, None].astype(np.float32)
 
     def sample(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """The same interpolation as :meth:`maps` at scattered points.
