@@ -128,3 +128,40 @@ def test_gaussian_like_stars_are_measured():
             assert p["ellipticity"] == pytest.approx(0.43, abs=0.03)
             assert _angle_diff(p["angle"], 170.0) < 5.0
             assert p["beta"] > 8.0
+
+
+def test_field_maps_match_the_splines_at_every_pixel():
+    # PSFField.maps evaluates all parameters at once from the splines'
+    # design matrices; each parameter must be the spline of its nodes
+    # (clipped to the nodes' range), to float32 precision
+    from astrosharp.psf.field import PSFField
+
+    rng = np.random.default_rng(4)
+    for ny, nx in ((2, 2), (3, 5), (9, 14)):
+        ys, xs = np.linspace(256, 3000, ny), np.linspace(256, 4500, nx)
+        v = rng.normal(3.0, 0.5, (3, 6, ny, nx))
+        v[1, 2] = 0.05  # a constant plane stays exactly constant
+        f = PSFField((3256, 4756), ys, xs, v, np.zeros((3, ny, nx), int), np.zeros_like(v), np.zeros((3, ny, nx), int))
+        for y0, x0, h, w in ((-16, -16, 300, 280), (2900, 4400, 400, 400), (100, 2000, 17, 33)):
+            got = f.maps(y0, x0, h, w)
+            yy = np.clip(np.arange(y0, y0 + h, dtype=float), ys[0], ys[-1])
+            xx = np.clip(np.arange(x0, x0 + w, dtype=float), xs[0], xs[-1])
+            for c in range(3):
+                for p in range(6):
+                    want = f._interp(c, p, yy, xx, grid=True)
+                    np.testing.assert_allclose(got[c, p], want, rtol=0, atol=2e-6 * np.abs(v[c, p]).max())
+            assert np.all(got[1, 2] == np.float32(0.05))
+
+
+def test_pilot_beta_starts_a_large_set_near_its_beta():
+    from astrosharp.psf.measure import PILOT_MIN, _pilot_beta
+    from astrosharp.psf.moffat import moffat_kernel
+
+    rng = np.random.default_rng(2)
+    s, beta = 25, 4.5
+    stamps = np.stack([moffat_kernel(4.0, beta, size=s) * rng.uniform(2e3, 2e4) + rng.normal(0, 1.0, (s, s))
+                       for _ in range(PILOT_MIN)])
+    c = np.full(PILOT_MIN, (s - 1) / 2.0)
+    assert _pilot_beta(stamps, c, c, 4.0, 1.0) == pytest.approx(beta, rel=0.1)
+    # a small set starts from the default
+    assert _pilot_beta(stamps[: PILOT_MIN - 1], c[:-1], c[:-1], 4.0, 1.0) == 2.5
