@@ -30,3 +30,29 @@ def test_fallback_note_is_printed():
     f = PSFField.uniform((100, 100), 1, 3.0, origin="fallback", note="no usable stars found: default PSF")
     assert "note: no usable stars found" in format_psf_table(f)
     assert psf_to_json(f)["notes"] == ["no usable stars found: default PSF"]
+
+
+def test_pictures_leave_nothing_under_home(tmp_path):
+    """Matplotlib writes a font cache under HOME on its first import unless
+    MPLCONFIGDIR names another folder; astrosharp's pictures must leave HOME
+    empty (and remove their temporary folder)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from astrosharp.demo import before_after_png\n"
+        "a = np.random.default_rng(0).normal(1.0, 0.01, (1, 64, 64)).astype(np.float32)\n"
+        "before_after_png(a, a, 'pic.png')\n"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")}
+    env["HOME"] = str(home)
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, check=True, timeout=120)
+    assert (tmp_path / "pic.png").stat().st_size > 1000
+    assert [p.name for p in home.rglob("*")] == []
+    assert [p.name for p in (tmp_path / "tmp").iterdir()] == []

@@ -71,9 +71,9 @@ def stretch(data: np.ndarray, level: np.ndarray, sigma: np.ndarray, white: float
 def before_after_png(before: np.ndarray, after: np.ndarray, path: str | Path, *, title: str = "") -> Path:
     """Draw the input and the result side by side (same stretch), with a 4x zoom
     on the brightest unsaturated region below, and save it as PNG."""
-    import matplotlib
+    from ._mpl import matplotlib
 
-    matplotlib.use("Agg", force=True)
+    matplotlib().use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     from .noise import estimate_background

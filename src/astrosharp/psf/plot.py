@@ -54,9 +54,9 @@ def plot_psf_field(field, path, image: np.ndarray | None = None, stars=None, dpi
     -------
     Path
     """
-    import matplotlib
+    from .._mpl import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
