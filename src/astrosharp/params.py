@@ -88,9 +88,12 @@ class SharpenParams:
     method : {"nn", "rl", "wiener"}
         The network (default) or a classical PSF translation.
     tile_size : int
-        Tile edge in pixels (the engine's 512 by default).
+        Tile edge in pixels (512 by default) of the PSF field's nodes (one
+        per tile centre), of the classical methods and of correct-only. The
+        network's own tiles are fitted to the image (768 to 1152 px,
+        :func:`astrosharp.tiles.fit_tile`): it reads the PSF field per pixel.
     overlap : float
-        Fraction of a tile shared with its neighbour (0.2).
+        Fraction of a tile shared with its neighbour (0.2), for the same plan.
     orientations : {1, 2, 4, 8}
         The network runs on every tile in this many orientations (rotations
         by 90 degrees, then flips) and the results are averaged: stars come
