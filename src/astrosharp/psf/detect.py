@@ -32,6 +32,7 @@ tests, so a PSF that changes across the field does not make corner stars look
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -164,6 +165,35 @@ def _gauss_noise_factor(sigma_k: float, truncate: float) -> float:
     return float(np.sum(k**2))  # per axis; 2-D factor = this squared, sqrt for sigma
 
 
+STRIP_PIXELS = 4_000_000
+"""Images of more pixels are filtered in horizontal strips, one per core."""
+
+
+def _in_strips(fn, img: np.ndarray, halo: int) -> np.ndarray:
+    """``fn(img)`` for a local filter ``fn`` of radius ``halo`` rows (the
+    result is the same to the bit), computed in horizontal strips side by
+    side in threads on large images (scipy.ndimage releases the GIL: a
+    Gaussian and a maximum filter of a 24 MP frame take half the time on 2
+    cores)."""
+    h = img.shape[0]
+    n = min(os.cpu_count() or 1, max(1, img.size // STRIP_PIXELS), max(1, h // (4 * halo + 4)))
+    if n < 2:
+        return fn(img)
+    from concurrent.futures import ThreadPoolExecutor
+
+    edges = np.linspace(0, h, n + 1).astype(int)
+    out = np.empty(img.shape, dtype=fn(img[:1]).dtype)
+
+    def strip(k: int) -> None:
+        a, b = edges[k], edges[k + 1]
+        lo, hi = max(0, a - halo - 1), min(h, b + halo + 1)
+        out[a:b] = fn(img[lo:hi])[a - lo : b - lo]
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        list(pool.map(strip, range(n)))
+    return out
+
+
 def detect_stars(
     image: np.ndarray,
     sigma: float,
@@ -227,10 +257,10 @@ def detect_stars(
 
     # 1. matched filter and peaks
     sk = max(fwhm / _SIGMA_TO_FWHM, 0.7)
-    sm = ndi.gaussian_filter(work, sk, truncate=3.0)
+    sm = _in_strips(lambda a: ndi.gaussian_filter(a, sk, truncate=3.0), work, int(3.0 * sk + 0.5))
     s_sm = sigma * _gauss_noise_factor(sk, 3.0)  # sqrt(f**2) = f (two axes)
     size = int(2 * max(2, int(round(0.75 * fwhm))) + 1)
-    mx = ndi.maximum_filter(sm, size=size)
+    mx = _in_strips(lambda a: ndi.maximum_filter(a, size=size), sm, size // 2)
     pk = (sm == mx) & (sm > threshold * s_sm)
     if nan.any():
         pk &= ~nan
