@@ -502,9 +502,19 @@ def fit_stars(
     conv = np.empty(n, bool)
     starts = list(range(0, n, chunk))
 
+    neff = np.empty(n)
+    ax = np.empty(n)
+    ay = np.empty(n)
+
     def run(a: int) -> None:
         b = min(n, a + chunk)
         out[a:b], chi2[a:b], niter[a:b], conv[a:b] = _lm(data[a:b], weight[a:b], p0[a:b], groups, s, max_iter, tol, dchi2[a:b])
+        # the optimal-extraction pixel count and the asymmetry, star by star, in the same worker
+        o = out[a:b]
+        k = b - a
+        model_unit, _ = _evaluate(np.column_stack([o[:, :2], np.ones(k), np.zeros(k), o[:, 4:]]), groups, False)
+        neff[a:b] = 1.0 / np.maximum(np.sum(model_unit**2 * weight[a:b], axis=1), 1e-30)
+        ax[a:b], ay[a:b] = asymmetry(stamps[a:b], o[:, 0], o[:, 1], o[:, 3], mask[a:b])
 
     workers = min(len(starts), os.cpu_count() or 1)
     if workers > 1:
@@ -522,10 +532,7 @@ def fit_stars(
     dof = np.maximum(npix - _NPAR, 1.0)
     chi2_red = chi2 / dof / np.maximum(noise, 1e-30) ** 2
     # S/N of the flux for an optimal (PSF-weighted) measurement in background noise
-    model_unit, _ = _evaluate(np.column_stack([out[:, :2], np.ones(n), np.zeros(n), out[:, 4:]]), groups, False)
-    neff = 1.0 / np.maximum(np.sum(model_unit**2 * weight, axis=1), 1e-30)
     snr = out[:, 2] / np.maximum(noise * np.sqrt(neff), 1e-30)
-    ax, ay = asymmetry(stamps, out[:, 0], out[:, 1], out[:, 3], mask)
 
     flags = np.zeros(n, int)
     flags[~conv] |= FLAG_NOT_CONVERGED
