@@ -37,6 +37,7 @@ FWHM (:func:`widening_sigma`, exact for the Moffat, not the quadrature rule).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,9 +251,8 @@ def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray
     out = np.array(data, copy=True)
     todo = shift.significant if channels is None else np.asarray(channels, bool)
     y0, x0, s = shift.frame
-    for c in range(C):
-        if c == REFERENCE or not todo[c]:
-            continue
+
+    def channel(c: int) -> None:
         a = shift.coef[c]  # (2, 3): rows dy, dx
         # the channel's star images lie at p + d(p), d affine in (x, y): read
         # them there. As a matrix on (row, col): source = M (row, col) + offset
@@ -270,6 +270,17 @@ def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray
             sat = float(np.asarray(saturation, float).reshape(-1)[c])
             if np.isfinite(sat):
                 np.minimum(out[c], sat, out=out[c])
+
+    chans = [c for c in range(C) if c != REFERENCE and todo[c]]
+    if len(chans) > 1 and (os.cpu_count() or 1) > 1:
+        # the channels side by side (scipy.ndimage releases the GIL)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(chans), os.cpu_count() or 1)) as pool:
+            list(pool.map(channel, chans))
+    else:
+        for c in chans:
+            channel(c)
     return out
 
 
