@@ -33,6 +33,7 @@ network did not take out goes with it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -236,9 +237,22 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
         if reference is not None and nonstellar is not None and nonstellar_blur is not None:
             under = (nonstellar, np.broadcast_to(np.asarray(nonstellar_blur, float).reshape(-1), (c_n,)))
         anchors = _anchors(_refit(table, reference, sig, under) if reference is not None else table, c_n)
-        for c in range(c_n):
-            n_moved[c], moved[c] = _move_each_star(stars[c], table, c, anchors, float(sig[c]), exclude,
-                                                   None if nonstellar is None else nonstellar[c])
+
+        def move(c: int) -> tuple[int, float]:
+            return _move_each_star(stars[c], table, c, anchors, float(sig[c]), exclude,
+                                   None if nonstellar is None else nonstellar[c])
+
+        workers = min(c_n, os.cpu_count() or 1)
+        if workers > 1:
+            # the channels side by side (each moves only its own planes)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(move, range(c_n)))
+        else:
+            results = [move(c) for c in range(c_n)]
+        for c, (n_c, m_c) in enumerate(results):
+            n_moved[c], moved[c] = n_c, m_c
     return stars, Recentring(offset, error, n_used, applied, n_moved, moved)
 
 
