@@ -32,6 +32,7 @@ left alone.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,7 +237,8 @@ def conserve_star_flux(
     n_corr = np.zeros(C, int)
     med = np.zeros(C)
     p90 = np.zeros(C)
-    for c in range(C):
+
+    def channel(c: int) -> None:
         total = np.ones(n)
         active = ok_c[c].copy()
         moved = _moved_light(nonstellar[c], ys, xs, radius[c], f_src[c], f_neb[c], b_src[c], active)
@@ -258,6 +260,17 @@ def conserve_star_flux(
             n_corr[c] = int(active.sum())
             med[c] = float(np.median(ch))
             p90[c] = float(np.percentile(ch, 90))
+
+    workers = min(C, os.cpu_count() or 1)
+    if workers > 1:
+        # the channels side by side (each scales only its own plane)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(channel, range(C)))
+    else:
+        for c in range(C):
+            channel(c)
     return out.astype(stars.dtype, copy=False), FluxCorrection(n, n_corr, med, p90)
 
 
