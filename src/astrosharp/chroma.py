@@ -37,11 +37,11 @@ FWHM (:func:`widening_sigma`, exact for the Moffat, not the quadrature rule).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._threads import each
 from .psf.field import PARAM_NAMES
 from .psf.measure import _poly_terms
 from .psf.moffat import alpha_from_fwhm
@@ -271,16 +271,8 @@ def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray
             if np.isfinite(sat):
                 np.minimum(out[c], sat, out=out[c])
 
-    chans = [c for c in range(C) if c != REFERENCE and todo[c]]
-    if len(chans) > 1 and (os.cpu_count() or 1) > 1:
-        # the channels side by side (scipy.ndimage releases the GIL)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(len(chans), os.cpu_count() or 1)) as pool:
-            list(pool.map(channel, chans))
-    else:
-        for c in chans:
-            channel(c)
+    # the channels side by side (scipy.ndimage releases the GIL)
+    each(channel, [c for c in range(C) if c != REFERENCE and todo[c]])
     return out
 
 

@@ -32,11 +32,11 @@ left alone.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._threads import each
 from .params import SharpenParams, correct_target, nonstellar_layer_fwhm, stellar_target
 from .psf.field import PARAM_NAMES, PSFField
 from .psf.moffat import alpha_from_fwhm
@@ -261,16 +261,7 @@ def conserve_star_flux(
             med[c] = float(np.median(ch))
             p90[c] = float(np.percentile(ch, 90))
 
-    workers = min(C, os.cpu_count() or 1)
-    if workers > 1:
-        # the channels side by side (each scales only its own plane)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(channel, range(C)))
-    else:
-        for c in range(C):
-            channel(c)
+    each(channel, range(C))  # the channels side by side (each scales only its own plane)
     return out.astype(stars.dtype, copy=False), FluxCorrection(n, n_corr, med, p90)
 
 

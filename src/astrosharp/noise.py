@@ -33,15 +33,14 @@ NaN and infinite pixels are ignored. Everything is vectorised over blocks; a
 from __future__ import annotations
 
 import functools
-import os
 import statistics
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.interpolate import make_interp_spline
 
+from ._threads import each
 from .errors import ImageDataError, ParameterError
 
 __all__ = ["Background", "estimate_background"]
@@ -301,15 +300,7 @@ def estimate_background(
         else:
             sigma[c] = 0.0
 
-    workers = min(c_n, os.cpu_count() or 1)
-    if workers > 1:
-        # channels side by side: the row sorts of the clipped statistics
-        # release the GIL
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(channel, range(c_n)))
-    else:
-        for c in range(c_n):
-            channel(c)
+    each(channel, range(c_n))  # channels side by side (the row sorts release the GIL)
     return Background(
         shape=(int(h), int(w)),
         level=level,

@@ -33,10 +33,11 @@ network did not take out goes with it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ._threads import each
 
 __all__ = ["Recentring", "recentre_stars", "shift_image", "MIN_OFFSET", "MIN_SIGNIFICANCE", "MIN_SNR", "MIN_STARS",
            "STAR_SNR", "STAR_MAX", "STAR_MAX_MOVE"]
@@ -242,16 +243,8 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
             return _move_each_star(stars[c], table, c, anchors, float(sig[c]), exclude,
                                    None if nonstellar is None else nonstellar[c])
 
-        workers = min(c_n, os.cpu_count() or 1)
-        if workers > 1:
-            # the channels side by side (each moves only its own planes)
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(move, range(c_n)))
-        else:
-            results = [move(c) for c in range(c_n)]
-        for c, (n_c, m_c) in enumerate(results):
+        # the channels side by side (each moves only its own planes)
+        for c, (n_c, m_c) in enumerate(each(move, range(c_n))):
             n_moved[c], moved[c] = n_c, m_c
     return stars, Recentring(offset, error, n_used, applied, n_moved, moved)
 

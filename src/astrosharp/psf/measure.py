@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._threads import each
 from ..errors import ImageDataError, NoStarsWarning, ParameterError
 from ..noise import Background, estimate_background
 from ..params import DEFAULT_BETA
@@ -429,15 +430,7 @@ def _typical_fwhm(lum: np.ndarray, sigma: float, satmask: np.ndarray, crop: int 
             ok = ((c.flags & (FLAG_EDGE | FLAG_SATURATED | FLAG_HOT | FLAG_CROWDED)) == 0) & (c.peak > 8.0)
             return c.size[ok][:1000]
 
-        workers = min(len(parts), os.cpu_count() or 1)
-        if workers > 1:
-            # the crops side by side (their filters release the GIL), in order
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                out = list(pool.map(one, parts))
-        else:
-            out = [one(p) for p in parts]
+        out = each(one, parts)  # the crops side by side (their filters release the GIL)
         v = np.concatenate(out) if out else np.zeros(0)
         return v[np.isfinite(v)]
 
