@@ -62,7 +62,7 @@ from .errors import AstrosharpWarning, DataWarning, ImageDataError, ModelError
 from .image import Image
 from .params import DEFAULT_BETA, F_MIN, SharpenParams
 from .psf.field import ORIGINS, PARAM_NAMES, PSFField
-from .tiles import HALO, MULTIPLE, extract_tile, fit_tile, plan_grid, run_tiled
+from .tiles import TILE_SIZE, extract_tile, fit_tile, padded_edge, plan_grid, run_tiled
 
 __all__ = [
     "SharpenResult",
@@ -89,7 +89,7 @@ blended over at least ``NN_BLEND`` pixels. The PSF field's nodes stay on
 pixel, so its tiles need not match them."""
 NN_BLEND = 102
 """Overlap (pixels) of the network's tiles: 20 % of the 512 px plan."""
-NN_BATCH_PIXELS = BATCH * 544 * 544
+NN_BATCH_PIXELS = BATCH * padded_edge(TILE_SIZE, TILE_SIZE) ** 2
 """Padded pixels per network call (batches of 512 px tiles' worth: the memory
 of one call does not grow with the tile edge)."""
 
@@ -104,8 +104,7 @@ def _engine_plan(shape: tuple[int, int], method: str, params: SharpenParams) -> 
     if method != "nn" or params.correct_only:
         return params.tile_size, params.overlap, BATCH
     tile, overlap = fit_tile(shape, *NN_TILES, blend=NN_BLEND)
-    ph, pw = (-(-(min(tile, n) + 2 * HALO) // MULTIPLE) * MULTIPLE for n in shape)
-    return tile, overlap, max(1, NN_BATCH_PIXELS // (ph * pw))
+    return tile, overlap, max(1, NN_BATCH_PIXELS // (padded_edge(shape[0], tile) * padded_edge(shape[1], tile)))
 
 
 @dataclass

@@ -38,6 +38,7 @@ __all__ = [
     "TileGrid",
     "plan_grid",
     "fit_tile",
+    "padded_edge",
     "TileBox",
     "axis_weights",
     "tile_boxes",
@@ -136,7 +137,7 @@ def fit_tile(
     for t in range(_round_up(lo, multiple), hi + 1, multiple):
         ov = blend / t
         ny, nx = len(axis_starts(h, t, ov)), len(axis_starts(w, t, ov))
-        cost = ny * nx * _round_up(min(t, h) + 2 * halo, multiple) * _round_up(min(t, w) + 2 * halo, multiple)
+        cost = ny * nx * padded_edge(h, t, halo, multiple) * padded_edge(w, t, halo, multiple)
         if best is None or cost < best[0]:
             best = (cost, t, ov)
     if best is None:
@@ -169,6 +170,13 @@ class TileBox(NamedTuple):
     pw: int
     iy: int
     ix: int
+
+
+def padded_edge(length: int, tile: int = TILE_SIZE, halo: int = HALO, multiple: int = MULTIPLE) -> int:
+    """Edge of the padded tiles along an axis of ``length`` px: the tile (or
+    the whole axis where it is shorter) plus ``halo`` on each side, rounded
+    up to a multiple of ``multiple``."""
+    return _round_up(min(int(tile), int(length)) + 2 * halo, multiple)
 
 
 def _round_up(n: int, m: int) -> int:
@@ -235,8 +243,8 @@ def tile_boxes(
     grid = plan_grid(shape, tile, overlap)
     h, w = grid.shape
     th, tw = min(tile, h), min(tile, w)
-    ph = _round_up(th + 2 * halo, multiple)
-    pw = _round_up(tw + 2 * halo, multiple)
+    ph = padded_edge(h, tile, halo, multiple)
+    pw = padded_edge(w, tile, halo, multiple)
     out = []
     for iy, y in enumerate(grid.y_starts):
         for ix, x in enumerate(grid.x_starts):

@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from .._threads import each
 from ..errors import ParameterError
 from ._table import ArrayTable
 
@@ -179,19 +180,14 @@ def _in_strips(fn, img: np.ndarray, halo: int) -> np.ndarray:
     n = min(os.cpu_count() or 1, max(1, img.size // STRIP_PIXELS), max(1, h // (4 * halo + 4)))
     if n < 2:
         return fn(img)
-    from concurrent.futures import ThreadPoolExecutor
-
     edges = np.linspace(0, h, n + 1).astype(int)
-    out = np.empty(img.shape, dtype=fn(img[:1]).dtype)
 
-    def strip(k: int) -> None:
+    def strip(k: int) -> np.ndarray:
         a, b = edges[k], edges[k + 1]
         lo, hi = max(0, a - halo - 1), min(h, b + halo + 1)
-        out[a:b] = fn(img[lo:hi])[a - lo : b - lo]
+        return fn(img[lo:hi])[a - lo : b - lo]
 
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        list(pool.map(strip, range(n)))
-    return out
+    return np.concatenate(each(strip, range(n)), axis=0)
 
 
 def detect_stars(

@@ -44,13 +44,12 @@ field takes medians over many stars.
 
 from __future__ import annotations
 
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .._threads import each
 from ..errors import ParameterError
 from ._table import ArrayTable
 from .moffat import alpha_from_fwhm, axis_fwhms, fwhm_from_alpha, moffat_image
@@ -76,6 +75,8 @@ FLAG_BETA_BOUND = 2
 FLAG_CENTRE_MOVED = 4
 FLAG_BAD_FIT = 8
 BETA_BOUNDS = (1.1, 20.0)
+BETA_GUESS = 2.5
+"""Starting beta of a fit, unless told better."""
 _NPAR = 8  # x0, y0, flux, background, m11, m12, m22, beta
 
 
@@ -431,7 +432,7 @@ def fit_stars(
     fwhm_guess: float,
     noise: float | np.ndarray = 1.0,
     mask: np.ndarray | None = None,
-    beta_guess: float = 2.5,
+    beta_guess: float = BETA_GUESS,
     quad: int | None = None,
     max_iter: int = 40,
     tol: float = 1e-5,
@@ -516,15 +517,9 @@ def fit_stars(
         neff[a:b] = 1.0 / np.maximum(np.sum(model_unit**2 * weight[a:b], axis=1), 1e-30)
         ax[a:b], ay[a:b] = asymmetry(stamps[a:b], o[:, 0], o[:, 1], o[:, 3], mask[a:b])
 
-    workers = min(len(starts), os.cpu_count() or 1)
-    if workers > 1:
-        # each star's fit is its own (its own damping and stopping), so chunks
-        # run side by side; NumPy releases the GIL in the batched algebra
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(run, starts))
-    else:
-        for a in starts:
-            run(a)
+    # each star's fit is its own (its own damping and stopping), so chunks
+    # run side by side; NumPy releases the GIL in the batched algebra
+    each(run, starts)
 
     fwhm, ell, ang, fa, fb = moffat_from_matrix(out[:, 4], out[:, 5], out[:, 6], out[:, 7])
     t = np.deg2rad(ang)
@@ -635,7 +630,7 @@ def fit_star_reference(
     x0: float,
     y0: float,
     fwhm_guess: float,
-    beta_guess: float = 2.5,
+    beta_guess: float = BETA_GUESS,
     oversample: int = 7,
 ) -> dict[str, float]:
     """Slow reference fit of one stamp with ``scipy.optimize.least_squares`` on
