@@ -146,14 +146,15 @@ def test_training_example_is_consistent():
     assert np.all(ex["sigma"] > 0) and float(ex["saturation"]) > ex["background"].max()
 
 
-def test_manual_mixture_hands_the_network_the_round_manual_psf():
+@pytest.mark.parametrize("mix", ["manual", "starless"])
+def test_manual_mixtures_hand_the_network_the_round_manual_psf(mix):
     # star-free; the network's PSF maps are the round Moffat of the diameter,
     # as the pipeline's manual path gives them
     from astrosharp.params import DEFAULT_BETA
 
     fw, be, e1, e2 = (PARAM_NAMES.index(k) for k in ("fwhm", "beta", "e1", "e2"))
     for i in range(4):
-        ex = synth.training_example(np.random.default_rng([21, i]), size=64, channels=3, mix="manual")
+        ex = synth.training_example(np.random.default_rng([21, i]), size=64, channels=3, mix=mix)
         nodes = ex["psf_nodes"]
         assert np.all(ex["target_stars"] == 0)
         assert np.ptp(nodes[:, fw]) == 0 and 1.0 <= nodes[0, fw, 0, 0] <= 10.0
@@ -161,6 +162,29 @@ def test_manual_mixture_hands_the_network_the_round_manual_psf():
         assert np.all(nodes[:, e1] == 0) and np.all(nodes[:, e2] == 0)
         n = float(ex["controls"][2])
         assert 0.1 <= n <= 1.0 and ex["controls"][3] == 0.0
+
+
+def test_starless_mixture_blurs_with_near_round_psfs(monkeypatch):
+    # the manual diameter stands for a round Moffat: in the starless mixture the
+    # true PSF is nearly that (no trail, ellipticity under 0.1, moderate beta),
+    # where the manual mixture's is often elongated or trailed
+    from astrosharp.synth import training as T
+
+    seen = []
+    real = T.make_psf_model
+
+    def spy(*args, **kw):
+        seen.append(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(T, "make_psf_model", spy)
+    for i in range(12):
+        T.training_example(np.random.default_rng([29, i]), size=48, channels=1, mix="starless")
+    assert all(kw["trail"] == 0.0 and kw["ellipticity"][1] <= 0.1 and kw["beta"] == (2.0, 4.5) for kw in seen)
+    seen.clear()
+    for i in range(12):
+        T.training_example(np.random.default_rng([29, i]), size=48, channels=1, mix="manual")
+    assert any(kw["ellipticity"][1] > 0.1 for kw in seen)
 
 
 def test_small_mixture_has_undersampled_stars():

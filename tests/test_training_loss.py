@@ -47,6 +47,35 @@ def test_total_loss_adds_the_centroid_term_only_when_weighted():
     assert float(weighted - base) == pytest.approx(2.0 * parts["l_centroid"], rel=1e-5)
 
 
+def test_nonstellar_term_counts_errors_on_bright_nebulosity():
+    # one sigma too much on nebulosity of 300 sigma, or on the bare background:
+    # the faint domain (l_u) all but ignores the first; the mid domain does not
+    from astrosharp.nn.inputs import FAINT_SCALE
+
+    def cost(level):
+        t = torch.zeros(1, 6, 16, 16, dtype=torch.float64)
+        t[:, 3:] = torch.asinh(torch.tensor(level / FAINT_SCALE))
+        o = t.clone()
+        o[:, 3:] = torch.asinh(torch.tensor((level + 1.0) / FAINT_SCALE))
+        return total_loss(o, t)[1]
+
+    bright, faint = cost(300.0), cost(0.0)
+    assert bright["l_u"] < 0.02 * faint["l_u"]
+    assert bright["l_nonstellar"] > 0.05 * faint["l_nonstellar"] > 0
+    # the mid domain's slope at 300 sigma: 1 / (30 sqrt(1 + 100)) per sigma (Charbonnier eps 1e-3)
+    assert bright["l_nonstellar"] == pytest.approx(1.0 / (30.0 * np.sqrt(101.0)), rel=0.05)
+
+
+def test_total_loss_adds_the_nonstellar_term_only_when_weighted():
+    t = torch.zeros(1, 6, 16, 16, dtype=torch.float64)
+    t[:, 3:] = 3.0
+    o = t + 0.01
+    base, parts = total_loss(o, t)
+    weighted, _ = total_loss(o, t, nonstellar_weight=5.0)
+    assert parts["l_nonstellar"] > 0
+    assert float(weighted - base) == pytest.approx(5.0 * parts["l_nonstellar"], rel=1e-5)
+
+
 def test_mirror_edge_pads_like_the_engine():
     """A patch given a frame edge k px inside its left side looks like a tile the engine cut at the image border."""
     from astrosharp.tiles import TileBox, extract_tile

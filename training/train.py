@@ -65,6 +65,7 @@ class TrainConfig:
     flux_weight: float = 0.5
     bright_weight: float = 0.0
     centroid_weight: float = 0.0  # training.loss.centroid_term on the stars layer
+    nonstellar_weight: float = 0.0  # Charbonnier on the non-stellar layer in the mid domain (training.loss)
     threads: int = 2
     log_every: int = 25
     eval_every: int = 500
@@ -317,7 +318,8 @@ def train(
         xt, yt = _to(x, device), _to(y, device)
         with _autocast(device):
             o = model(xt)
-        loss, parts = total_loss(o, yt, cfg.flux_weight, cfg.bright_weight, cfg.centroid_weight)
+        loss, parts = total_loss(o, yt, cfg.flux_weight, cfg.bright_weight, cfg.centroid_weight,
+                                  cfg.nonstellar_weight)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             skipped += 1
