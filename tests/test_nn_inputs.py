@@ -52,6 +52,32 @@ def test_build_decode_round_trip(channels):
     np.testing.assert_allclose(ns, tiles, rtol=1e-5, atol=1e-3 * sigma.min())
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_stack_holds_each_feature_written_in_place(channels):
+    """build_inputs writes every plane into its stack directly (no copies);
+    the planes must be those of the feature functions on their own: the
+    PSF features, the target maps and the two compressions of the image."""
+    from astrosharp.nn.inputs import BRIGHT_SCALE, PSF_FEATURES, _asinh, psf_features, target_features
+
+    rng = np.random.default_rng(3)
+    b, h, w = 2, 24, 40
+    tiles = (0.02 + 1e-3 * rng.standard_normal((b, channels, h, w))).astype(np.float32)
+    maps = np.zeros((b, channels, 6, h, w), np.float32)
+    maps[:, :, 0] = rng.uniform(1.5, 6.0, (b, channels, h, w))
+    maps[:, :, 1] = rng.uniform(1.5, 8.0, (b, channels, h, w))
+    maps[:, :, 2:] = rng.uniform(-0.2, 0.2, (b, channels, 4, h, w))
+    ctl = Controls.from_params(SharpenParams(sharpen_stars=0.8, adjust_halos=0.2, sharpen_nonstellar=0.6), b)
+    x = build_inputs(tiles, 0.02, 1e-3, None, maps, ctl)
+    full = np.repeat(maps, NET_CHANNELS, axis=1) if channels == 1 else maps
+    n = np.repeat((tiles - np.float32(0.02)) / np.float32(1e-3), NET_CHANNELS // channels, axis=1)
+    k = NET_CHANNELS
+    p0, p1 = 4 * k, 4 * k + len(PSF_FEATURES) * k
+    assert np.array_equal(x[:, :k], _asinh(n, FAINT_SCALE))
+    assert np.array_equal(x[:, k:2 * k], _asinh(n, BRIGHT_SCALE))
+    assert np.array_equal(x[:, p0:p1], psf_features(full))
+    assert np.array_equal(x[:, p1:], target_features(full, ctl))
+
+
 def test_mono_is_replicated():
     tiles = np.random.default_rng(1).standard_normal((1, 1, 16, 16)).astype(np.float32)
     x = build_inputs(tiles, 0.0, 1.0, None, _maps(1, 1, 16, 16), Controls.from_params(SharpenParams(), 1))
