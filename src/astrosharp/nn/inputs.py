@@ -245,7 +245,7 @@ def psf_features(src_maps: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     ----------
     src_maps : (B, C, P, h, w) ndarray
         Source PSF parameters in ``PSF_FEATURES`` order (from ``PSFField.maps``).
-    out : (B, C, P, h, w) float32 ndarray, optional
+    out : (B, C * P, h, w) float32 ndarray, optional
         Where to write them (e.g. a view of the network's input stack).
 
     Returns
@@ -255,7 +255,9 @@ def psf_features(src_maps: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     m = np.asarray(src_maps, dtype=np.float32)
     b, c, p, h, w = m.shape
     if out is None:
-        out = np.empty_like(m)
+        out = np.empty((b, c * p, h, w), dtype=np.float32)
+    res = out
+    out = out.reshape(b, c, p, h, w)  # splits an axis: a view of the same memory
     f32 = np.float32
     # in place, plane by plane (these are the largest arrays the engine builds)
     for v, lo, hi, ref, k in ((m[:, :, 0], 0.3, None, FWHM_REF, 0), (m[:, :, 1], 1.01, BETA_MAX, BETA_REF, 1)):
@@ -265,7 +267,7 @@ def psf_features(src_maps: np.ndarray, out: np.ndarray | None = None) -> np.ndar
         np.log2(o, out=o)
     np.multiply(m[:, :, 2:4], f32(ELLIPTICITY_GAIN), out=out[:, :, 2:4])
     np.clip(m[:, :, 4:6], f32(-ASYM_MAX), f32(ASYM_MAX), out=out[:, :, 4:6])
-    return out.reshape(b, c * p, h, w)
+    return res
 
 
 def target_features(src_maps: np.ndarray, controls: Controls, out: np.ndarray | None = None) -> np.ndarray:
@@ -411,7 +413,7 @@ def build_inputs(
     n = (tiles - bg) / sg
     n = _replicate(n, c)
     maps = _replicate(src_maps, c)
-    # every plane is written into the stack in place (these are the largest
+    # the planes are computed in the stack itself (these are the largest
     # arrays the engine builds: no temporary copy of them)
     out = np.empty((b, N_INPUTS, h, w), dtype=np.float32)
     k = NET_CHANNELS
@@ -423,11 +425,11 @@ def build_inputs(
         pk = _as_bchw(poisson_k, b, c, "poisson_k")  # broadcasts over replicated channels
         # log(1 + v) rather than log1p (not vectorised in NumPy; v >= 0, so the
         # absolute error stays below 1e-7)
-        v = np.maximum(n, np.float32(0.0)) * np.maximum(pk, np.float32(0.0))
+        v = np.maximum(n, np.float32(0.0), out=out[:, 2 * k : 3 * k])
+        v *= np.maximum(pk, np.float32(0.0))
         v += np.float32(1.0)
         np.log(v, out=v)
         v *= np.float32(0.5)
-        out[:, 2 * k : 3 * k] = v
     if saturation is None:
         out[:, 3 * k : 4 * k] = 0.0
     else:
@@ -436,7 +438,7 @@ def build_inputs(
         out[:, 3 * k : 4 * k] = mask  # broadcasts over replicated channels
     p0 = 4 * k
     p1 = p0 + len(PSF_FEATURES) * k
-    psf_features(maps, out=out[:, p0:p1].reshape(b, k, len(PSF_FEATURES), h, w))
+    psf_features(maps, out=out[:, p0:p1])
     target_features(maps, controls, out=out[:, p1:])
     return out
 
