@@ -190,3 +190,21 @@ def test_light_the_nebula_moves_across_the_aperture_is_not_the_stars():
     ratio = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(stars[0], ys, xs)
     assert np.median(np.abs(ratio - 1)) < 0.006
     assert np.max(np.abs(ratio - 1)) < 0.015
+
+
+def test_stars_too_faint_to_measure_keep_their_flux():
+    # a star whose aperture holds less than MIN_SNR noise sigmas is left as the
+    # network made it, even 20 % off, while the bright ones are corrected
+    rng = np.random.default_rng(7)
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, np.full(12, 0.1))
+    fy, fx, ff = 215, 215, 150.0  # aperture S/N about 3 at this noise
+    faint_in = _paint((SIZE, SIZE), [fy], [fx], [ff], *SRC)
+    faint_out = _paint((SIZE, SIZE), [fy], [fx], [1.2 * ff], 0.5 * SRC[0], SRC[1])
+    ref = ref + faint_in[None]
+    stars = stars + faint_out[None]
+    fixed, info = conserve_star_flux(stars, nonst, ref, psf, params, np.array([SIGMA]))
+    win = (slice(None), slice(fy - 20, fy + 21), slice(fx - 20, fx + 21))
+    np.testing.assert_array_equal(fixed[win], stars[win].astype(np.float32))
+    after = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(truth, ys, xs) - 1
+    assert np.median(np.abs(after)) < 0.005
+    assert info.n_corrected[0] == len(ys)

@@ -89,3 +89,18 @@ def test_asymmetry_of_a_failed_measurement_reads_as_none():
     star = np.exp(-((xx - 15) ** 2 + (yy - 15) ** 2) / 8.0) + 0.3 * np.exp(-((xx - 18) ** 2 + (yy - 15) ** 2) / 8.0)
     ax2, ay2 = asymmetry(star[None], np.array([15.0]), np.array([15.0]), np.array([0.0]))
     assert 0.0 < ax2[0] < 1.0 and abs(ay2[0]) < 1e-6
+
+
+def test_fit_reads_only_the_pixels_of_its_mask():
+    # the default mask is the stamp's inscribed circle: a bright neighbour in
+    # the corners outside it changes nothing, to rounding
+    rng = np.random.default_rng(5)
+    st, x, y = _stars(rng, 6, 3.0, 3.0, 0.1, 20.0, s=21)
+    clean = fit_stars(st, np.round(x), np.round(y), fwhm_guess=3.0, noise=5.0)
+    spoiled = st.copy()
+    spoiled[:, :3, :3] += 5e3
+    spoiled[:, -3:, -3:] += 5e3
+    r = fit_stars(spoiled, np.round(x), np.round(y), fwhm_guess=3.0, noise=5.0)
+    for k in ("x", "y", "flux", "fwhm", "beta", "ellipticity"):
+        np.testing.assert_allclose(getattr(r, k), getattr(clean, k), rtol=1e-9, atol=1e-9)
+    assert np.all(clean.flags == 0)

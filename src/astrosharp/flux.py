@@ -240,14 +240,14 @@ def conserve_star_flux(
 
     def channel(c: int) -> None:
         total = np.ones(n)
-        active = ok_c[c].copy()
+        # stars too faint for a reliable correction are left alone (and cost nothing further)
+        active = ok_c[c] & _bright(out[c], ys, xs, radius[c], float(sigma[c]), ok_c[c])
         moved = _moved_light(nonstellar[c], ys, xs, radius[c], f_src[c], f_neb[c], b_src[c], active)
         # neighbours share apertures: repeat until every aperture holds its light
         for it in range(ITERATIONS):
             k, amp = _channel_scales(out[c], nonstellar[c], reference[c], ys, xs, radius[c], ee_s[c] / ee_t[c],
-                                     float(sigma[c]), params.denoise, active, first=it == 0, moved=moved)
-            if it == 0:
-                active &= np.isfinite(k)
+                                     float(sigma[c]), params.denoise, active, moved=moved)
+            active &= np.isfinite(k)
             k = np.where(active, np.nan_to_num(k), 0.0)
             # the passes together change no star by more than MAX_CHANGE
             k = np.clip((1.0 + k) * total, 1.0 - MAX_CHANGE, 1.0 + MAX_CHANGE) / total - 1.0
@@ -316,12 +316,25 @@ def _groups(radius: np.ndarray, active: np.ndarray):
             yield float(r), sel[s0 : s0 + 2048]
 
 
+def _bright(stars: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: np.ndarray, sigma: float,
+            active: np.ndarray) -> np.ndarray:
+    """Which active stars hold at least ``MIN_SNR`` times the input's noise in
+    their aperture of the stars layer."""
+    keep = np.zeros(len(ys), bool)
+    for r, part in _groups(radius, active):
+        dy, dx, d = _disk(r)
+        inner = d <= r
+        a_s = stars[ys[part, None] + dy[inner][None, :], xs[part, None] + dx[inner][None, :]].sum(axis=1, dtype=np.float64)
+        keep[part] = a_s / (sigma * np.sqrt(inner.sum())) >= MIN_SNR
+    return keep
+
+
 def _channel_scales(stars: np.ndarray, nonstellar: np.ndarray, reference: np.ndarray, ys: np.ndarray,
                     xs: np.ndarray, radius: np.ndarray, ee_ratio: np.ndarray, sigma: float, denoise: float,
-                    active: np.ndarray, first: bool, moved: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Scale change of each active star (NaN where the star is too faint on
-    the first pass) that makes its aperture hold the input's light, less the
-    light the non-stellar layer's own change of PSF moved into it
+                    active: np.ndarray, moved: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scale change of each active star that makes its aperture hold the
+    input's light, less the light the non-stellar layer's own change of PSF
+    moved into it
     (``moved``, see :func:`_moved_light`), and the stars layer's light in
     that aperture."""
     k = np.full(len(ys), np.nan)
@@ -343,8 +356,6 @@ def _channel_scales(stars: np.ndarray, nonstellar: np.ndarray, reference: np.nda
         u2 = (denoise * sigma) ** 2 * n_ap
         with np.errstate(divide="ignore", invalid="ignore"):
             kk = -e / a_s * (e * e / (e * e + u2)) if u2 > 0 else -e / a_s
-            if first:
-                kk = np.where(a_s / (sigma * np.sqrt(n_ap)) >= MIN_SNR, kk, np.nan)
         k[part] = np.clip(kk, -MAX_CHANGE, MAX_CHANGE)
         amp[part] = a_s
     return k, amp

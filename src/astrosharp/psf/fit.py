@@ -208,17 +208,19 @@ def _evaluate(p, groups, jac: bool):
 _MIDPOINT = (np.zeros(1), np.zeros(1), np.ones(1))
 
 
-def _pixel_groups(s: int, fwhm: float, quad: int):
+def _pixel_groups(s: int, fwhm: float, quad: int, keep: np.ndarray | None = None):
     """Pixel order and groups of an s x s stamp: the core (within 1.5 FWHM + 1.5 px
     of the centre) integrated with ``quad`` x ``quad`` Gauss-Legendre nodes, the
-    wings (smooth on the pixel scale) with the midpoint rule."""
+    wings (smooth on the pixel scale) with the midpoint rule. With ``keep``
+    (s * s bool), only those pixels."""
     yy, xx = np.mgrid[0:s, 0:s]
     c = (s - 1) / 2.0
     core = np.hypot(xx - c, yy - c) <= 1.5 * fwhm + 1.5
     if quad <= 1:
         core[:] = False
-    ci = np.nonzero(core.ravel())[0]
-    oi = np.nonzero(~core.ravel())[0]
+    use = np.ones(s * s, bool) if keep is None else np.asarray(keep, bool).reshape(-1)
+    ci = np.nonzero(core.ravel() & use)[0]
+    oi = np.nonzero(~core.ravel() & use)[0]
     px, py = xx.ravel().astype(float), yy.ravel().astype(float)
     groups = []
     if ci.size:
@@ -489,7 +491,12 @@ def fit_stars(
         mask = finite & circ[None]
     else:
         mask = np.asarray(mask, bool) & finite
-    order, groups = _pixel_groups(s, fwhm_guess, quad or quadrature_order(fwhm_guess))
+    # pixels that no stamp uses (the corners outside the default circle) are
+    # left out of the model: they carry zero weight in every sum
+    used = mask.reshape(n, -1).any(axis=0)
+    if not used.any():  # nothing to fit anywhere: keep the full stamp (every fit fails the same way)
+        used[:] = True
+    order, groups = _pixel_groups(s, fwhm_guess, quad or quadrature_order(fwhm_guess), keep=used)
     # a chi-square decrease below 0.01 (in units of the noise variance) is
     # statistically meaningless: the fit has converged
     dchi2 = 0.01 * noise**2
