@@ -18,8 +18,12 @@ the image centre in units of the half-diagonal (a constant misregistration
 plus a magnification difference or a dispersion gradient), by weighted least
 squares with 3-sigma clipping. :func:`align_channels` resamples each channel
 onto the reference's positions (cubic spline interpolation, in strips of
-rows so that memory stays bounded). The pipeline does this before the
-translation, when the shift is significant (``ChannelShift.significant``).
+rows so that memory stays bounded, evaluated separably over blocks across
+which the shift changes by at most ``BLOCK_TOLERANCE`` px; on the 24 MP
+frame of the speed line 1.6 to 3.8 s against 2.6 to 6.9 s for
+``scipy.ndimage.affine_transform``). The pipeline does
+this before the translation, when the shift is significant
+(``ChannelShift.significant``).
 
 FWHM differences (correct-only in colour)
 -----------------------------------------
@@ -62,6 +66,8 @@ MIN_SIGNIFICANCE = 4.0
 #: rows resampled at a time, and the margin each strip reads beyond its rows
 STRIP = 512
 MARGIN = 16
+#: the resampling takes the shift as constant over blocks where it changes by at most this (px)
+BLOCK_TOLERANCE = 0.002
 #: correct-only equalises a tile's channels when (widest - narrowest) / median
 #: FWHM exceeds this
 MIN_FWHM_SPREAD = 0.03
@@ -225,9 +231,61 @@ def registered_table(stars, shift: ChannelShift):
     return replace(stars, x=x, y=y)
 
 
+def _bspline3(t: float) -> np.ndarray:
+    """Cubic B-spline weights of the four coefficients at offsets -1, 0, 1, 2
+    for a fractional position ``t`` in [0, 1)."""
+    u = 1.0 - t
+    return np.array([u**3, 3.0 * t**3 - 6.0 * t**2 + 4.0, -3.0 * t**3 + 3.0 * t**2 + 3.0 * t + 1.0, t**3]) / 6.0
+
+
+def _block_edges(n: int, step: int) -> list[tuple[int, int]]:
+    cuts = list(range(0, n, step)) + [n]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _resample_strip(coef: np.ndarray, pad: int, rows: tuple[int, int], lo: int, m: np.ndarray, off: np.ndarray,
+                    block: tuple[int, int], out: np.ndarray) -> None:
+    """Rows ``rows`` of the affine resampling (source = ``m`` @ (row, col) + ``off``)
+    from the cubic B-spline coefficients ``coef`` of image rows ``lo``..,
+    padded by ``pad`` on every side; written into ``out`` (those rows, all
+    columns). Per block the shift is the one at its centre, applied
+    separably (4 taps a pass)."""
+    r0, r1 = rows
+    w = out.shape[1]
+    bh, bw = block
+    for a, b in _block_edges(r1 - r0, bh):
+        for c0, c1 in _block_edges(w, bw):
+            yc, xc = r0 + 0.5 * (a + b - 1), 0.5 * (c0 + c1 - 1)
+            sy, sx = m @ np.array([yc, xc]) + off
+            ty, tx = sy - yc, sx - xc  # the block's shift
+            ny, nx = int(np.floor(ty)), int(np.floor(tx))
+            wy, wx = _bspline3(ty - ny), _bspline3(tx - nx)
+            # coefficient rows of output rows r0 + a .. r0 + b, taps -1..2
+            y0 = r0 + a + ny - 1 - lo + pad
+            x0 = c0 + nx - 1 + pad
+            hgt, wid = b - a, c1 - c0
+            if y0 < 0 or x0 < 0 or y0 + hgt + 3 > coef.shape[0] or x0 + wid + 3 > coef.shape[1]:
+                raise ValueError("channel shift larger than the resampling margin")
+            cols = coef[:, x0 : x0 + wid + 3]
+            tmp = wy[0] * cols[y0 : y0 + hgt]
+            for k in range(1, 4):
+                tmp += wy[k] * cols[y0 + k : y0 + k + hgt]
+            blk = wx[0] * tmp[:, 0:wid]
+            for k in range(1, 4):
+                blk += wx[k] * tmp[:, k : k + wid]
+            out[a:b, c0:c1] = blk
+
+
 def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray | None = None,
                    channels: np.ndarray | None = None) -> np.ndarray:
     """Resample the channels onto the reference channel's star positions.
+
+    Cubic B-spline interpolation (the coefficients from
+    ``scipy.ndimage.spline_filter``, mirror boundaries), evaluated
+    separably in blocks small enough that the shift varies by less than
+    ``BLOCK_TOLERANCE`` px across each (the shift at the block's centre is
+    used for all of it): the same values as ``scipy.ndimage.affine_transform``
+    with ``order=3`` to within that much position, at a fraction of its cost.
 
     Parameters
     ----------
@@ -245,7 +303,7 @@ def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray
     (C, H, W) ndarray
         A new array (the input is not modified); channels not resampled are copies.
     """
-    from scipy.ndimage import affine_transform
+    from scipy.ndimage import spline_filter
 
     C, H, W = data.shape
     out = np.array(data, copy=True)
@@ -258,20 +316,29 @@ def align_channels(data: np.ndarray, shift: ChannelShift, saturation: np.ndarray
         # them there. As a matrix on (row, col): source = M (row, col) + offset
         m = np.array([[1.0 + a[0, 2] / s, a[0, 1] / s], [a[1, 2] / s, 1.0 + a[1, 1] / s]])
         off = np.array([a[0, 0] - a[0, 1] * x0 / s - a[0, 2] * y0 / s, a[1, 0] - a[1, 1] * x0 / s - a[1, 2] * y0 / s])
+        # blocks over which the shift changes by at most BLOCK_TOLERANCE from
+        # their centre (half of it along the rows, half along the columns)
+        g = np.abs(m - np.eye(2))  # d(shift)/d(row, col)
+        bh = int(np.clip(BLOCK_TOLERANCE / max(g[0, 0] + g[1, 0], 1e-12), 8, STRIP))
+        bw = int(np.clip(BLOCK_TOLERANCE / max(g[0, 1] + g[1, 1], 1e-12), 8, W))
+        corners = np.array([[0, 0], [0, W - 1], [H - 1, 0], [H - 1, W - 1]], float)
+        reach = float(np.max(np.abs(corners @ (m - np.eye(2)).T + off)))
+        # mirrored far enough that the filter's boundary (its influence falls
+        # by 0.27 a pixel) is 1e-7 of the signal at the image edge
+        pad = int(np.ceil(reach)) + 14
         for r0 in range(0, H, STRIP):
             r1 = min(H, r0 + STRIP)
             lo, hi = max(0, r0 - MARGIN), min(H, r1 + MARGIN)
-            strip = np.asarray(data[c, lo:hi], dtype=np.float64)
-            # output row i of the strip is image row r0 + i; source rows count from lo
-            o = off + m @ np.array([r0, 0.0]) - np.array([lo, 0.0])
-            out[c, r0:r1] = affine_transform(strip, m, offset=o, output_shape=(r1 - r0, W), order=3, mode="reflect",
-                                             prefilter=True)
+            strip = np.pad(np.asarray(data[c, lo:hi], dtype=np.float64), pad, mode="symmetric")
+            # the coefficients of the mirrored strip are the mirrored coefficients
+            coef = spline_filter(strip, order=3, mode="reflect")
+            _resample_strip(coef, pad, (r0, r1), lo, m, off, (bh, bw), out[c, r0:r1])
         if saturation is not None:
             sat = float(np.asarray(saturation, float).reshape(-1)[c])
             if np.isfinite(sat):
                 np.minimum(out[c], sat, out=out[c])
 
-    # the channels side by side (scipy.ndimage releases the GIL)
+    # the channels side by side (NumPy and scipy.ndimage release the GIL)
     each(channel, [c for c in range(C) if c != REFERENCE and todo[c]])
     return out
 
