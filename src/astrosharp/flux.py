@@ -316,16 +316,23 @@ def _groups(radius: np.ndarray, active: np.ndarray):
             yield float(r), sel[s0 : s0 + 2048]
 
 
+def _apertures(ys: np.ndarray, xs: np.ndarray, radius: np.ndarray, active: np.ndarray):
+    """Per group of active stars (one aperture radius): their indices and the
+    (N, n_ap) row and column indices of their apertures' pixels."""
+    for r, part in _groups(radius, active):
+        dy, dx, d = _disk(r)
+        inner = d <= r
+        yield part, ys[part, None] + dy[inner][None, :], xs[part, None] + dx[inner][None, :]
+
+
 def _bright(stars: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: np.ndarray, sigma: float,
             active: np.ndarray) -> np.ndarray:
     """Which active stars hold at least ``MIN_SNR`` times the input's noise in
     their aperture of the stars layer."""
     keep = np.zeros(len(ys), bool)
-    for r, part in _groups(radius, active):
-        dy, dx, d = _disk(r)
-        inner = d <= r
-        a_s = stars[ys[part, None] + dy[inner][None, :], xs[part, None] + dx[inner][None, :]].sum(axis=1, dtype=np.float64)
-        keep[part] = a_s / (sigma * np.sqrt(inner.sum())) >= MIN_SNR
+    for part, yy, xx in _apertures(ys, xs, radius, active):
+        a_s = stars[yy, xx].sum(axis=1, dtype=np.float64)
+        keep[part] = a_s / (sigma * np.sqrt(yy.shape[1])) >= MIN_SNR
     return keep
 
 
@@ -334,21 +341,15 @@ def _channel_scales(stars: np.ndarray, nonstellar: np.ndarray, reference: np.nda
                     active: np.ndarray, moved: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scale change of each active star that makes its aperture hold the
     input's light, less the light the non-stellar layer's own change of PSF
-    moved into it
-    (``moved``, see :func:`_moved_light`), and the stars layer's light in
-    that aperture."""
+    moved into it (``moved``, see :func:`_moved_light`), and the stars
+    layer's light in that aperture."""
     k = np.full(len(ys), np.nan)
     amp = np.zeros(len(ys))
-    for r, part in _groups(radius, active):
-        dy, dx, d = _disk(r)
-        inner = d <= r
-        dy, dx = dy[inner], dx[inner]
-        yy = ys[part, None] + dy[None, :]
-        xx = xs[part, None] + dx[None, :]
+    for part, yy, xx in _apertures(ys, xs, radius, active):
         a_s = stars[yy, xx].sum(axis=1, dtype=np.float64)
         a_o = a_s + nonstellar[yy, xx].sum(axis=1, dtype=np.float64)
         a_i = reference[yy, xx].sum(axis=1, dtype=np.float64)
-        n_ap = len(dy)
+        n_ap = yy.shape[1]
         e = a_o - a_i - a_s * (1.0 - ee_ratio[part])
         if moved is not None:
             e -= moved[part]
