@@ -71,6 +71,21 @@ def test_a_layer_on_the_input_positions_is_left_alone():
     assert recentre_stars(layer, None, np.array([1.0]))[1].n_stars[0] == 0
 
 
+def test_an_offset_of_stars_sharper_than_a_resampling_allows_is_left_in_place():
+    # undersampled stars (1 px FWHM): a Lanczos shift of a few hundredths of
+    # a pixel would widen them along the shift, more than the offset costs
+    xs, ys = _grid(3)
+    layer = _layer(xs, ys, dx=-0.1, dy=0.04, fwhm=1.0)[None]
+    out, rc = recentre_stars(layer, _table(xs, ys, fwhm=1.0), np.array([1.0]))
+    assert rc.too_sharp[0] and not rc.applied[0]
+    np.testing.assert_allclose(rc.offset[0], (0.04, -0.1), atol=0.02)
+    assert np.array_equal(out, layer)
+    assert "not taken out" in rc.describe()
+    # the same offset on stars of 2.2 px is taken out (test above)
+    out2, rc2 = recentre_stars(_layer(xs, ys, dx=-0.1, dy=0.04)[None], _table(xs, ys), np.array([1.0]))
+    assert rc2.applied[0] and not rc2.too_sharp[0]
+
+
 def _fit_positions(layer, xs, ys, fwhm=2.2, r=8):
     x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
     st = np.stack([layer[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
@@ -210,9 +225,71 @@ def test_trailed_stars_are_moved_even_where_their_fit_ran_out_of_iterations():
     f = fit_stars(st, np.round(xs - x0 + r), np.round(ys - y0 + r), fwhm_guess=0.7 * 4.0, noise=1.0)
     assert np.mean((f.flags & FLAG_NOT_CONVERGED) != 0) >= 0.3  # the case this test is about
     assert np.median(np.hypot(f.x + x0 - r - (xs + ox), f.y + y0 - r - (ys + oy))) < 0.01  # their positions are right
-    out, rc = recentre_stars(layer, table, np.array([1.0]))
+    # (the stars stay trailed here: the rounding has its own test)
+    out, rc = recentre_stars(layer, table, np.array([1.0]), round_stars=False)
     centre = _trailed_layer(xs, ys, np.zeros_like(ox), np.zeros_like(oy))
     before = np.abs(layer[0] - centre).sum()
     after = np.abs(out[0] - centre).sum()
     assert rc.n_moved[0] >= len(xs) - 3
     assert after < 0.2 * before
+
+
+def _elongated_layer(xs, ys, e, angle, dx=0.0, fwhm=3.0, size=200):
+    img = np.zeros((size, size))
+    for x, y in zip(xs, ys):
+        img += render_moffat((size, size), x + dx, y, 5000.0, fwhm, 3.0, ellipticity=e, angle=angle)
+    return img.astype(np.float32)
+
+
+@pytest.mark.parametrize("e, angle", [(0.15, 30.0), (0.3, -70.0)])
+def test_stars_left_elongated_in_the_stars_layer_are_made_round_keeping_flux_width_and_place(e, angle):
+    # the target of every star is round: an elongation the network left
+    # (its own, or what remains of a trail) is taken out by an
+    # area-preserving resampling about the star, which also moves it
+    xs, ys = _grid(11)
+    layer = _elongated_layer(xs, ys, e, angle, dx=0.08)[None]
+    out, rc = recentre_stars(layer, _table(xs, ys, fwhm=3.0), np.array([1.0]))
+    assert rc.n_rounded[0] >= len(xs) - 3
+    assert "elongation" in rc.describe()
+    x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
+    r = 8
+    fits = [fit_stars(np.stack([a[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float),
+                      np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=3.0, noise=1.0)
+            for a in (layer[0], out[0])]
+    before, after = fits
+    assert np.median(before.ellipticity) == pytest.approx(e, abs=0.01)
+    # (what remains: the pixel's own square, resampled with the star)
+    assert np.median(after.ellipticity) < 0.1 * e
+    # geometric-mean FWHM and flux kept, each star now on its input position
+    np.testing.assert_allclose(np.median(after.fwhm / before.fwhm), 1.0, atol=0.01)
+    boxes = [np.array([a[y - 12:y + 13, x - 12:x + 13].sum() for y, x in zip(y0, x0)]) for a in (layer[0], out[0])]
+    np.testing.assert_allclose(boxes[1] / boxes[0], 1.0, atol=0.002)
+    assert np.median(np.hypot(after.x + x0 - r - xs, after.y + y0 - r - ys)) < 0.01
+    assert out.sum() == pytest.approx(layer.sum(), rel=2e-3)  # the taper's ring is resampled in part
+    # without rounding the stars keep their shape
+    kept, rc2 = recentre_stars(layer, _table(xs, ys, fwhm=3.0), np.array([1.0]), round_stars=False)
+    assert rc2.n_rounded[0] == 0
+
+
+def test_the_ellipticity_taken_out_is_shrunk_by_the_fits_noise():
+    # the same elongation (0.1) on stars of fit S/N about 25 is within the
+    # fit's noise (each component +/- 0.1): only part of it is taken out,
+    # and a round star (fitted ellipticity under ROUND_MIN) is left alone
+    from astrosharp.recentre import ROUND_MIN
+
+    xs, ys = _grid(12)
+    r = 8
+    x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
+
+    def ell(a):
+        st = np.stack([a[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
+        return np.median(fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=3.0,
+                                   noise=1.0).ellipticity)
+
+    for flux, lo, hi in ((5000.0, 0.0, 0.015), (150.0, 0.04, 0.09)):
+        layer = (_elongated_layer(xs, ys, 0.1, 20.0) * (flux / 5000.0))[None]
+        out, rc = recentre_stars(layer, _table(xs, ys, fwhm=3.0), np.array([1.0]))
+        assert lo < ell(out[0]) < hi, flux
+    round_layer = _elongated_layer(xs, ys, 0.5 * ROUND_MIN, 20.0)[None]
+    out, rc = recentre_stars(round_layer, _table(xs, ys, fwhm=3.0), np.array([1.0]))
+    assert rc.n_rounded[0] == 0 and np.array_equal(out, round_layer)

@@ -29,6 +29,16 @@ from ``STAR_MIN_MOVE`` to ``STAR_MAX_MOVE`` px. In colour the input's position i
 sits at one place in every channel, and where too few stars were measured to
 register the channels (:mod:`astrosharp.chroma`), a lateral colour shift the
 network did not take out goes with it.
+
+Every star's target is round, yet the network leaves some elongation: its
+own (a few hundredths, in a direction that changes from case to case), and
+part of a trail or an aberration. The same fits in the stars layer measure
+it, and the same stars (not blends, isolated, no bright neighbour in the
+window) are made round there by an area-preserving resampling about the
+star (``_round_window``), combined with the move: flux and the geometric-mean
+width are kept. The ellipticity taken out is shrunk where it is of the order
+of the fit's noise. As for moves, stars under ``MIN_MOVE_FWHM`` px are left
+as they are.
 """
 
 from __future__ import annotations
@@ -68,6 +78,14 @@ STAR_MAX_MOVE = 0.5
 SHARP_FWHM = 2.0
 SHARP_MAX_MOVE = 0.1
 MIN_MOVE_FWHM = 1.5
+#: the same stars are made round where the stars layer has them elongated by
+#: ROUND_MIN or more (their target is round); the ellipticity taken out is
+#: shrunk by its noise (each component's standard error is about
+#: ELLIPTICITY_PRECISION / S/N of the fit: 2.0 to 2.8 measured on Moffats of
+#: 1.6 to 4 px) and at most ROUND_MAX
+ROUND_MIN = 0.02
+ROUND_MAX = 0.5
+ELLIPTICITY_PRECISION = 2.4
 #: ... window radius (source FWHM); the move tapers to nothing at 1.5 times it
 STAR_WINDOW = 3.0
 #: ... and no neighbour in the window peaks above this fraction of the star's peak
@@ -101,6 +119,11 @@ class Recentring:
         Stars then moved one by one onto the input's positions.
     median_move : (C,) ndarray
         Median distance they were moved (px; 0 where none).
+    too_sharp : (C,) ndarray of bool
+        Channels whose significant offset was left in place because their
+        stars are narrower than ``MIN_MOVE_FWHM`` in the stars layer.
+    n_rounded : (C,) ndarray of int
+        Stars whose elongation in the stars layer was taken out.
     """
 
     offset: np.ndarray
@@ -109,10 +132,18 @@ class Recentring:
     applied: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     n_moved: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     median_move: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    too_sharp: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    n_rounded: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
     def describe(self) -> str:
         if not self.applied.any():
             text = "star positions: the stars layer kept the input's star positions (no significant offset)"
+            if len(self.too_sharp) and self.too_sharp.any():
+                parts = [f"channel {c}: dx {-self.offset[c, 1]:+.3f}, dy {-self.offset[c, 0]:+.3f} px"
+                         for c in range(len(self.too_sharp)) if self.too_sharp[c]]
+                text = ("star positions: an offset of the stars layer from the input's star positions was measured "
+                        "but not taken out, since its stars are narrower than "
+                        f"{MIN_MOVE_FWHM:g} px and a resampling would widen and elongate them (" + "; ".join(parts) + ")")
         else:
             parts = [f"channel {c}: dx {-self.offset[c, 1]:+.3f}, dy {-self.offset[c, 0]:+.3f} px ({self.n_stars[c]} stars)"
                      for c in range(len(self.applied)) if self.applied[c]]
@@ -120,6 +151,9 @@ class Recentring:
         if len(self.n_moved) and self.n_moved.sum():
             moves = ", ".join(f"{n} by {m:.3f} px" for n, m in zip(self.n_moved, self.median_move))
             text += f"; stars then moved one by one onto the input's positions (per channel, median: {moves})"
+        if len(self.n_rounded) and self.n_rounded.sum():
+            text += ("; the elongation left in the stars layer taken out of "
+                     + ", ".join(str(int(n)) for n in self.n_rounded) + " stars (per channel)")
         return text
 
 
@@ -151,7 +185,8 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
                    copy: bool = True, per_star: bool = True,
                    reference: np.ndarray | None = None,
                    nonstellar: np.ndarray | None = None,
-                   nonstellar_blur: np.ndarray | None = None) -> tuple[np.ndarray, Recentring]:
+                   nonstellar_blur: np.ndarray | None = None,
+                   round_stars: bool = True) -> tuple[np.ndarray, Recentring]:
     """Measure and remove the stars layer's offset from the input's star positions.
 
     Parameters
@@ -184,6 +219,9 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
         with a flat background off the star (by up to 0.1 px in green and
         0.56 px in red and blue on the bench's nebula): the fit in
         ``reference`` then sees the star on what is left of that slope.
+    round_stars : bool
+        With ``per_star``, also take out the elongation each of those stars
+        still has in the stars layer (default).
 
     Returns
     -------
@@ -200,8 +238,10 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
     sig = np.broadcast_to(np.asarray(sigma, float).reshape(-1), (c_n,))
     n_moved = np.zeros(c_n, int)
     moved = np.zeros(c_n)
+    too_sharp = np.zeros(c_n, bool)
+    n_round = np.zeros(c_n, int)
     if table is None or len(table.x) == 0:
-        return stars, Recentring(offset, error, n_used, applied, n_moved, moved)
+        return stars, Recentring(offset, error, n_used, applied, n_moved, moved, too_sharp, n_round)
     for c in range(c_n):
         sel = (np.asarray(table.channel) == c) & np.asarray(table.used, bool) & (np.asarray(table.snr) >= MIN_SNR)
         sel &= np.isfinite(table.x) & np.isfinite(table.y) & np.isfinite(table.fwhm)
@@ -231,22 +271,28 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
         err = 1.2533 * 1.4826 * np.median(np.abs(d - med), axis=0) / np.sqrt(len(d))
         offset[c], error[c], n_used[c] = med, err, len(d)
         if np.hypot(*med) >= MIN_OFFSET and np.any(np.abs(med) >= MIN_SIGNIFICANCE * np.maximum(err, 1e-6)):
-            stars[c] = shift_image(stars[c], float(med[0]), float(med[1]))
-            applied[c] = True
+            # as for the stars moved one by one: a resampling widens stars
+            # under MIN_MOVE_FWHM (along the shift, so they also lose their
+            # roundness), and those are left where the network put them
+            if float(np.median(np.asarray(fit.fwhm)[ok])) < MIN_MOVE_FWHM:
+                too_sharp[c] = True
+            else:
+                stars[c] = shift_image(stars[c], float(med[0]), float(med[1]))
+                applied[c] = True
     if per_star:
         under = None
         if reference is not None and nonstellar is not None and nonstellar_blur is not None:
             under = (nonstellar, np.broadcast_to(np.asarray(nonstellar_blur, float).reshape(-1), (c_n,)))
         anchors = _anchors(_refit(table, reference, sig, under) if reference is not None else table, c_n)
 
-        def move(c: int) -> tuple[int, float]:
+        def move(c: int) -> tuple[int, int, float]:
             return _move_each_star(stars[c], table, c, anchors, float(sig[c]), exclude,
-                                   None if nonstellar is None else nonstellar[c])
+                                   None if nonstellar is None else nonstellar[c], round_stars)
 
         # the channels side by side (each moves only its own planes)
-        for c, (n_c, m_c) in enumerate(each(move, range(c_n))):
-            n_moved[c], moved[c] = n_c, m_c
-    return stars, Recentring(offset, error, n_used, applied, n_moved, moved)
+        for c, (n_c, k_c, m_c) in enumerate(each(move, range(c_n))):
+            n_moved[c], n_round[c], moved[c] = n_c, k_c, m_c
+    return stars, Recentring(offset, error, n_used, applied, n_moved, moved, too_sharp, n_round)
 
 
 def _good_fit(fit) -> np.ndarray:
@@ -360,15 +406,17 @@ def _isolated(table, c: int, idx: np.ndarray, radius: float) -> np.ndarray:
 
 
 def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray, np.ndarray], sigma: float,
-                    exclude: np.ndarray | None, other: np.ndarray | None = None) -> tuple[int, float]:
+                    exclude: np.ndarray | None, other: np.ndarray | None = None,
+                    round_stars: bool = True) -> tuple[int, int, float]:
     """Move each measured star of one channel of the stars layer (in place)
-    onto its anchor position; returns how many were moved and their median move."""
+    onto its anchor position, and (``round_stars``) make it round; returns
+    how many were moved, how many made round and the median move."""
     from .psf.fit import fit_stars
 
     h, w = layer.shape
     idx = _good_rows(table, c, STAR_SNR)
     if len(idx) == 0:
-        return 0, 0.0
+        return 0, 0, 0.0
     idx = idx[np.argsort(-np.asarray(table.snr)[idx], kind="stable")][:STAR_MAX]
     f = float(np.median(table.fwhm[idx]))
     r = int(np.clip(np.ceil(1.5 * f), 4, 15))  # fit stamp half-size
@@ -382,7 +430,7 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
                              for y, x, ok in zip(y0, x0, inside)])
     idx, x0, y0 = idx[inside], x0[inside], y0[inside]
     if len(idx) == 0:
-        return 0, 0.0
+        return 0, 0, 0.0
     stamps = np.stack([layer[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(np.float64)
     fx = np.asarray(table.x[idx]) - x0 + r
     fy = np.asarray(table.y[idx]) - y0 + r
@@ -395,7 +443,7 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     # more than SHARP_MAX_MOVE, one under MIN_MOVE_FWHM px not at all
     fw = np.asarray(fit.fwhm, float)
     limit = np.where(fw >= SHARP_FWHM, STAR_MAX_MOVE, np.where(fw >= MIN_MOVE_FWHM, SHARP_MAX_MOVE, 0.0))
-    ok = _good_fit(fit) & np.isfinite(move) & (move >= STAR_MIN_MOVE) & (move < limit)
+    ok = _good_fit(fit) & np.isfinite(move) & (move < limit)
     # a star more elongated in the input than its fellows is most likely a
     # blend, whose fitted position is the pair's and not the star's
     e = np.asarray(table.ellipticity, float)[idx]
@@ -403,8 +451,19 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     # so is the input's fit of a star with a neighbour close by (it takes
     # some of the neighbour's light), where the network may separate the two
     ok &= _isolated(table, c, idx, ISOLATION * f)
+    shifting = ok & (move >= STAR_MIN_MOVE)
+    # the target of every star is round: what elongation the stars layer
+    # still has (the network's own, or what it left of a trail or an
+    # aberration) is taken out, less what the fit's noise may have made up
+    e1, e2 = np.asarray(fit.e1, float), np.asarray(fit.e2, float)
+    e_out = np.hypot(e1, e2)
+    e_var = 2.0 * (ELLIPTICITY_PRECISION / np.maximum(np.asarray(fit.snr, float), 1.0)) ** 2
+    with np.errstate(invalid="ignore"):
+        e_take = np.minimum(e_out ** 2 / (e_out ** 2 + e_var) * e_out, ROUND_MAX)
+    rounding = (ok & np.isfinite(e_take) & (e_out >= ROUND_MIN)) if round_stars else np.zeros(len(idx), bool)
+    ok = shifting | rounding
     if not ok.any():
-        return 0, 0.0
+        return 0, 0, 0.0
     yy, xx = np.mgrid[-rt:rt + 1, -rt:rt + 1]
     t = np.clip((np.hypot(yy, xx) - rw) / (0.5 * rw), 0.0, 1.0)
     taper = (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
@@ -412,22 +471,59 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     core = dist <= max(1.0, 0.5 * f)
     around = (dist > 1.5 * f) & (taper > 0)
     done = np.zeros(len(idx), bool)
+    rounded = np.zeros(len(idx), bool)
     for i in np.nonzero(ok)[0]:  # brightest first
         y, x = y0[i], x0[i]
         win = layer[y - rt:y + rt + 1, x - rt:x + rt + 1]
         # a neighbour of comparable light in the window would be moved too
         if around.any() and win[around].max() > NEIGHBOUR_PEAK * win[core].max():
             continue
-        # the input's position is uncertain by about FIT_PRECISION x FWHM / S/N:
-        # a move of that order is shrunk (Wiener), a larger one made in full
-        u2 = (FIT_PRECISION * f / max(float(table.snr[idx[i]]), 1.0)) ** 2
-        k = move[i] ** 2 / (move[i] ** 2 + u2)
-        win += taper * (shift_image(win, k * float(dy[i]), k * float(dx[i])) - win)
-        if other is not None:
+        k = 0.0
+        if shifting[i]:
+            # the input's position is uncertain by about FIT_PRECISION x FWHM / S/N:
+            # a move of that order is shrunk (Wiener), a larger one made in full
+            u2 = (FIT_PRECISION * f / max(float(table.snr[idx[i]]), 1.0)) ** 2
+            k = move[i] ** 2 / (move[i] ** 2 + u2)
+        if rounding[i]:
+            # the fitted centre, in window coordinates, and where it goes
+            cy, cx = float(fit.y[i]) - r + rt, float(fit.x[i]) - r + rt
+            warped = _round_window(win, cy, cx, cy - k * float(dy[i]), cx - k * float(dx[i]),
+                                   float(e_take[i]), 0.5 * np.arctan2(e2[i], e1[i]))
+            win += taper * (warped - win)
+            rounded[i] = True
+        else:
+            win += taper * (shift_image(win, k * float(dy[i]), k * float(dx[i])) - win)
+        if other is not None and k > 0.0:
             ow = other[y - rt:y + rt + 1, x - rt:x + rt + 1]
             ow += taper * (shift_image(ow, k * float(dy[i]), k * float(dx[i])) - ow)
-        done[i] = True
+        done[i] = shifting[i]
     if not done.any():
-        return 0, 0.0
-    return int(done.sum()), float(np.median(move[done]))
+        return 0, int(rounded.sum()), 0.0
+    return int(done.sum()), int(rounded.sum()), float(np.median(move[done]))
+
+
+def _round_window(win: np.ndarray, cy: float, cx: float, ty: float, tx: float, e: float,
+                  theta: float) -> np.ndarray:
+    """``win`` resampled so that the star fitted at (cy, cx) with
+    ellipticity ``e`` along ``theta`` (radians from +x, in array (x, y)
+    coordinates) comes out round at (ty, tx).
+
+    The map is area-preserving (determinant 1), so flux and the star's
+    geometric-mean width are kept: the output at ``p`` is the input at
+    ``c + B (p - t)`` where ``B`` stretches the sampling by ``sqrt(a / b)``
+    along the major axis and shrinks it by as much along the minor one
+    (``b / a = 1 - e``). Cubic spline interpolation, edges held.
+    """
+    from scipy.ndimage import map_coordinates
+
+    s = 1.0 / np.sqrt(1.0 - e)
+    u = np.array([np.cos(theta), np.sin(theta)])
+    v = np.array([-u[1], u[0]])
+    b = s * np.outer(u, u) + np.outer(v, v) / s  # acts on (x, y)
+    n_y, n_x = win.shape
+    py = np.arange(n_y, dtype=np.float64)[:, None] - ty
+    px = np.arange(n_x, dtype=np.float64)[None, :] - tx
+    sx = cx + b[0, 0] * px + b[0, 1] * py
+    sy = cy + b[1, 0] * px + b[1, 1] * py
+    return map_coordinates(win.astype(np.float64), [sy, sx], order=3, mode="nearest").astype(np.float32)
 
