@@ -293,3 +293,29 @@ def test_the_ellipticity_taken_out_is_shrunk_by_the_fits_noise():
     round_layer = _elongated_layer(xs, ys, 0.5 * ROUND_MIN, 20.0)[None]
     out, rc = recentre_stars(round_layer, _table(xs, ys, fwhm=3.0), np.array([1.0]))
     assert rc.n_rounded[0] == 0 and np.array_equal(out, round_layer)
+
+
+def test_stars_too_sharp_to_move_are_made_round_where_they_stand():
+    # 1.2 px stars off their input positions by 0.08 px: a resampling that
+    # moves their cores would widen them, so they stay where they are, but
+    # the rounding map is the identity at the star's centre and still takes
+    # out their elongation; undersampled stars (0.8 px) are left alone
+    xs, ys = _grid(13)
+    r = 6
+    x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
+
+    def fits(a, fwhm):
+        st = np.stack([a[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
+        return fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=fwhm, noise=1.0)
+
+    layer = _elongated_layer(xs, ys, 0.15, 40.0, dx=0.08, fwhm=1.2)[None]
+    out, rc = recentre_stars(layer, _table(xs, ys, fwhm=2.4), np.array([1.0]))
+    before, after = fits(layer[0], 1.2), fits(out[0], 1.2)
+    assert rc.n_rounded[0] >= len(xs) - 3 and rc.n_moved[0] == 0
+    assert np.median(before.ellipticity) == pytest.approx(0.15, abs=0.02)
+    assert np.median(after.ellipticity) < 0.04
+    assert np.median(after.fwhm / before.fwhm) == pytest.approx(1.0, abs=0.03)
+    np.testing.assert_allclose(np.median(after.x - before.x), 0.0, atol=0.01)  # not moved
+    sharp = _elongated_layer(xs, ys, 0.15, 40.0, fwhm=0.8)[None]
+    out2, rc2 = recentre_stars(sharp, _table(xs, ys, fwhm=1.6), np.array([1.0]))
+    assert rc2.n_rounded[0] == 0 and np.array_equal(out2, sharp)

@@ -37,8 +37,9 @@ it, and the same stars (not blends, isolated, no bright neighbour in the
 window) are made round there by an area-preserving resampling about the
 star (``_round_window``), combined with the move: flux and the geometric-mean
 width are kept. The ellipticity taken out is shrunk where it is of the order
-of the fit's noise. As for moves, stars under ``MIN_MOVE_FWHM`` px are left
-as they are.
+of the fit's noise. Stars under ``ROUND_MIN_FWHM`` px are left as they
+are; those too sharp to be moved (under ``MIN_MOVE_FWHM``) are made round
+where they stand.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ MIN_MOVE_FWHM = 1.5
 ROUND_MIN = 0.02
 ROUND_MAX = 0.5
 ELLIPTICITY_PRECISION = 2.4
+#: stars narrower than this (px, in the stars layer) are not made round: they
+#: are undersampled, and the fit's ellipticity is the pixel grid's as much as theirs
+ROUND_MIN_FWHM = 1.0
 #: ... window radius (source FWHM); the move tapers to nothing at 1.5 times it
 STAR_WINDOW = 3.0
 #: ... and no neighbour in the window peaks above this fraction of the star's peak
@@ -443,7 +447,7 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     # more than SHARP_MAX_MOVE, one under MIN_MOVE_FWHM px not at all
     fw = np.asarray(fit.fwhm, float)
     limit = np.where(fw >= SHARP_FWHM, STAR_MAX_MOVE, np.where(fw >= MIN_MOVE_FWHM, SHARP_MAX_MOVE, 0.0))
-    ok = _good_fit(fit) & np.isfinite(move) & (move < limit)
+    ok = _good_fit(fit) & np.isfinite(move)
     # a star more elongated in the input than its fellows is most likely a
     # blend, whose fitted position is the pair's and not the star's
     e = np.asarray(table.ellipticity, float)[idx]
@@ -451,7 +455,7 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     # so is the input's fit of a star with a neighbour close by (it takes
     # some of the neighbour's light), where the network may separate the two
     ok &= _isolated(table, c, idx, ISOLATION * f)
-    shifting = ok & (move >= STAR_MIN_MOVE)
+    shifting = ok & (move >= STAR_MIN_MOVE) & (move < limit)
     # the target of every star is round: what elongation the stars layer
     # still has (the network's own, or what it left of a trail or an
     # aberration) is taken out, less what the fit's noise may have made up
@@ -460,7 +464,11 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     e_var = 2.0 * (ELLIPTICITY_PRECISION / np.maximum(np.asarray(fit.snr, float), 1.0)) ** 2
     with np.errstate(invalid="ignore"):
         e_take = np.minimum(e_out ** 2 / (e_out ** 2 + e_var) * e_out, ROUND_MAX)
-    rounding = (ok & np.isfinite(e_take) & (e_out >= ROUND_MIN)) if round_stars else np.zeros(len(idx), bool)
+    # (a star too sharp to be moved is still made round where it stands: the
+    # map is the identity at its centre, so its core is hardly resampled)
+    rounding = ok & (fw >= ROUND_MIN_FWHM) & (move < STAR_MAX_MOVE) & np.isfinite(e_take) & (e_out >= ROUND_MIN)
+    if not round_stars:
+        rounding[:] = False
     ok = shifting | rounding
     if not ok.any():
         return 0, 0, 0.0
