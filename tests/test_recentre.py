@@ -319,3 +319,30 @@ def test_stars_too_sharp_to_move_are_made_round_where_they_stand():
     sharp = _elongated_layer(xs, ys, 0.15, 40.0, fwhm=0.8)[None]
     out2, rc2 = recentre_stars(sharp, _table(xs, ys, fwhm=1.6), np.array([1.0]))
     assert rc2.n_rounded[0] == 0 and np.array_equal(out2, sharp)
+
+
+def test_in_colour_a_star_used_in_another_channel_is_made_round_in_this_one():
+    # the measurement used the stars in green only (say red's fits were
+    # flagged): red's elongated stars are still made round, but not moved
+    # (red's own input positions were not trusted)
+    from dataclasses import replace
+
+    xs, ys = _grid(14)
+    red = _elongated_layer(xs, ys, 0.15, 10.0, dx=0.08)
+    green = _elongated_layer(xs, ys, 0.0, 0.0)
+    layer = np.stack([red, green])
+    t = _table(xs, ys, fwhm=3.0)
+    both = StarTable.concatenate([t, replace(t, channel=np.ones(len(xs), int))])
+    both = replace(both, used=np.r_[np.zeros(len(xs), bool), np.ones(len(xs), bool)],
+                   flags=np.r_[np.full(len(xs), 8), np.zeros(len(xs), int)])
+    out, rc = recentre_stars(layer, both, np.array([1.0, 1.0]))
+    assert rc.n_rounded[0] >= len(xs) - 3 and rc.n_moved[0] == 0
+    r = 8
+    x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
+    st = np.stack([out[0, y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
+    f = fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=3.0, noise=1.0)
+    assert np.median(f.ellipticity) < 0.015
+    np.testing.assert_allclose(np.median(f.x + x0 - r - xs), 0.08, atol=0.01)  # where the network put them
+    # without the green stars, red's unused rows are left alone
+    alone, rc2 = recentre_stars(layer[:1], replace(t, used=np.zeros(len(xs), bool)), np.array([1.0]))
+    assert rc2.n_rounded[0] == 0 and np.array_equal(alone, layer[:1])

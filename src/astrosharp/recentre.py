@@ -371,6 +371,24 @@ def _refit(table, reference: np.ndarray, sig: np.ndarray,
     return replace(table, x=x, y=y)
 
 
+def _used_elsewhere(table, c: int, min_snr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of channel ``c`` (S/N ``min_snr`` and more, not used by the
+    measurement) whose star another channel used (nearest used row within
+    1 px), and those used rows."""
+    from scipy.spatial import cKDTree
+
+    ch = np.asarray(table.channel)
+    ok = np.isfinite(table.x) & np.isfinite(table.y)
+    mine = np.nonzero((ch == c) & ~np.asarray(table.used, bool) & (np.asarray(table.snr) >= min_snr) & ok)[0]
+    used = np.nonzero((ch != c) & np.asarray(table.used, bool) & ok)[0]
+    if len(mine) == 0 or len(used) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    tree = cKDTree(np.stack([table.x[used], table.y[used]], axis=1))
+    d, j = tree.query(np.stack([table.x[mine], table.y[mine]], axis=1), distance_upper_bound=1.0)
+    hit = np.isfinite(d)
+    return mine[hit], used[j[hit]]
+
+
 def _anchors(table, c_n: int) -> tuple[np.ndarray, np.ndarray]:
     """Each table row's reference position (x, y): its own fit, or in colour
     the reference channel's fit of the same star (nearest within 1 px)."""
@@ -419,10 +437,23 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
 
     h, w = layer.shape
     idx = _good_rows(table, c, STAR_SNR)
-    if len(idx) == 0:
+    e_in = np.asarray(table.ellipticity, float)
+    if round_stars:
+        # in colour, a star the measurement used in another channel is a
+        # star in this one too: it is made round here (not moved: this
+        # channel's fit of its input position was not trusted), judged by
+        # the used fit's ellipticity
+        extra, ref = _used_elsewhere(table, c, STAR_SNR)
+        e_in = e_in.copy()
+        e_in[extra] = e_in[ref]
+    else:
+        extra = np.zeros(0, int)
+    if len(idx) + len(extra) == 0:
         return 0, 0, 0.0
+    f = float(np.median(table.fwhm[idx])) if len(idx) else float(np.median(table.fwhm[ref]))
+    trusted_rows = set(idx.tolist())
+    idx = np.concatenate([idx, extra])
     idx = idx[np.argsort(-np.asarray(table.snr)[idx], kind="stable")][:STAR_MAX]
-    f = float(np.median(table.fwhm[idx]))
     r = int(np.clip(np.ceil(1.5 * f), 4, 15))  # fit stamp half-size
     rw = STAR_WINDOW * f  # window radius
     rt = int(np.ceil(1.5 * rw))  # taper's outer radius
@@ -450,12 +481,13 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     ok = _good_fit(fit) & np.isfinite(move)
     # a star more elongated in the input than its fellows is most likely a
     # blend, whose fitted position is the pair's and not the star's
-    e = np.asarray(table.ellipticity, float)[idx]
+    e = e_in[idx]
     ok &= np.isfinite(e) & (e <= np.nanmedian(e) + BLEND_ELLIPTICITY)
     # so is the input's fit of a star with a neighbour close by (it takes
     # some of the neighbour's light), where the network may separate the two
     ok &= _isolated(table, c, idx, ISOLATION * f)
-    shifting = ok & (move >= STAR_MIN_MOVE) & (move < limit)
+    trusted = np.array([i in trusted_rows for i in idx.tolist()], bool)
+    shifting = ok & trusted & (move >= STAR_MIN_MOVE) & (move < limit)
     # the target of every star is round: what elongation the stars layer
     # still has (the network's own, or what it left of a trail or an
     # aberration) is taken out, less what the fit's noise may have made up
