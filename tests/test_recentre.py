@@ -10,10 +10,10 @@ from astrosharp.psf.measure import StarTable
 from astrosharp.recentre import recentre_stars, shift_image
 
 
-def _layer(xs, ys, dx=0.0, dy=0.0, size=200, fwhm=2.2):
+def _layer(xs, ys, dx=0.0, dy=0.0, size=200, fwhm=2.2, ellipticity=0.0, angle=0.0):
     img = np.zeros((size, size))
     for x, y in zip(xs, ys):
-        img += render_moffat((size, size), x + dx, y + dy, 5000.0, fwhm, 3.0)
+        img += render_moffat((size, size), x + dx, y + dy, 5000.0, fwhm, 3.0, ellipticity=ellipticity, angle=angle)
     return img.astype(np.float32)
 
 
@@ -87,11 +87,17 @@ def test_an_offset_of_stars_sharper_than_a_resampling_allows_is_left_in_place():
         assert rc2.applied[0] and not rc2.too_sharp[0], fwhm
 
 
-def _fit_positions(layer, xs, ys, fwhm=2.2, r=8):
+def _fits(layer, xs, ys, fwhm=2.2, r=8):
+    """Moffat fits of stamps of half-size r centred at the rounded positions
+    (their x, y in stamp coordinates)."""
     x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
     st = np.stack([layer[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
-    f = fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=fwhm, noise=1.0)
-    return f.x + x0 - r, f.y + y0 - r
+    return fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=fwhm, noise=1.0)
+
+
+def _fit_positions(layer, xs, ys, fwhm=2.2, r=8):
+    f = _fits(layer, xs, ys, fwhm, r)
+    return f.x + np.round(xs).astype(int) - r, f.y + np.round(ys).astype(int) - r
 
 
 def test_each_star_is_moved_onto_its_own_input_position():
@@ -235,29 +241,19 @@ def test_trailed_stars_are_moved_even_where_their_fit_ran_out_of_iterations():
     assert after < 0.2 * before
 
 
-def _elongated_layer(xs, ys, e, angle, dx=0.0, fwhm=3.0, size=200):
-    img = np.zeros((size, size))
-    for x, y in zip(xs, ys):
-        img += render_moffat((size, size), x + dx, y, 5000.0, fwhm, 3.0, ellipticity=e, angle=angle)
-    return img.astype(np.float32)
-
-
 @pytest.mark.parametrize("e, angle", [(0.15, 30.0), (0.3, -70.0)])
 def test_stars_left_elongated_in_the_stars_layer_are_made_round_keeping_flux_width_and_place(e, angle):
     # the target of every star is round: an elongation the network left
     # (its own, or what remains of a trail) is taken out by an
     # area-preserving resampling about the star, which also moves it
     xs, ys = _grid(11)
-    layer = _elongated_layer(xs, ys, e, angle, dx=0.08)[None]
+    layer = _layer(xs, ys, dx=0.08, fwhm=3.0, ellipticity=e, angle=angle)[None]
     out, rc = recentre_stars(layer, _table(xs, ys, fwhm=3.0), np.array([1.0]))
     assert rc.n_rounded[0] >= len(xs) - 3
     assert "elongation" in rc.describe()
     x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
     r = 8
-    fits = [fit_stars(np.stack([a[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float),
-                      np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=3.0, noise=1.0)
-            for a in (layer[0], out[0])]
-    before, after = fits
+    before, after = (_fits(a, xs, ys, 3.0, r) for a in (layer[0], out[0]))
     assert np.median(before.ellipticity) == pytest.approx(e, abs=0.01)
     # (what remains: the pixel's own square, resampled with the star)
     assert np.median(after.ellipticity) < 0.1 * e
@@ -279,19 +275,15 @@ def test_the_ellipticity_taken_out_is_shrunk_by_the_fits_noise():
     from astrosharp.recentre import ROUND_MIN
 
     xs, ys = _grid(12)
-    r = 8
-    x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
 
     def ell(a):
-        st = np.stack([a[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
-        return np.median(fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=3.0,
-                                   noise=1.0).ellipticity)
+        return np.median(_fits(a, xs, ys, 3.0).ellipticity)
 
     for flux, lo, hi in ((5000.0, 0.0, 0.015), (150.0, 0.04, 0.09)):
-        layer = (_elongated_layer(xs, ys, 0.1, 20.0) * (flux / 5000.0))[None]
+        layer = (_layer(xs, ys, fwhm=3.0, ellipticity=0.1, angle=20.0) * (flux / 5000.0))[None]
         out, rc = recentre_stars(layer, _table(xs, ys, fwhm=3.0), np.array([1.0]))
         assert lo < ell(out[0]) < hi, flux
-    round_layer = _elongated_layer(xs, ys, 0.5 * ROUND_MIN, 20.0)[None]
+    round_layer = _layer(xs, ys, fwhm=3.0, ellipticity=0.5 * ROUND_MIN, angle=20.0)[None]
     out, rc = recentre_stars(round_layer, _table(xs, ys, fwhm=3.0), np.array([1.0]))
     assert rc.n_rounded[0] == 0 and np.array_equal(out, round_layer)
 
@@ -303,23 +295,17 @@ def test_stars_too_sharp_to_move_are_made_round_where_they_stand():
     # the rounding map is the identity at the star's centre and still takes
     # out their elongation; undersampled stars (0.8 px) are left alone
     xs, ys = _grid(13)
-    r = 6
-    x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
-
-    def fits(a, fwhm):
-        st = np.stack([a[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
-        return fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=fwhm, noise=1.0)
 
     offsets = np.linspace(-0.08, 0.08, len(xs))
-    layer = sum(_elongated_layer([x], [y], 0.15, 40.0, dx=d, fwhm=1.2) for x, y, d in zip(xs, ys, offsets))[None]
+    layer = sum(_layer([x], [y], dx=d, fwhm=1.2, ellipticity=0.15, angle=40.0) for x, y, d in zip(xs, ys, offsets))[None]
     out, rc = recentre_stars(layer, _table(xs, ys, fwhm=2.4), np.array([1.0]))
-    before, after = fits(layer[0], 1.2), fits(out[0], 1.2)
+    before, after = _fits(layer[0], xs, ys, 1.2, r=6), _fits(out[0], xs, ys, 1.2, r=6)
     assert not rc.applied[0] and rc.n_rounded[0] >= len(xs) - 3 and rc.n_moved[0] == 0
     assert np.median(before.ellipticity) == pytest.approx(0.15, abs=0.02)
     assert np.median(after.ellipticity) < 0.04
     assert np.median(after.fwhm / before.fwhm) == pytest.approx(1.0, abs=0.03)
     assert np.max(np.abs(after.x - before.x)) < 0.01  # not moved
-    sharp = _elongated_layer(xs, ys, 0.15, 40.0, fwhm=0.8)[None]
+    sharp = _layer(xs, ys, fwhm=0.8, ellipticity=0.15, angle=40.0)[None]
     out2, rc2 = recentre_stars(sharp, _table(xs, ys, fwhm=1.6), np.array([1.0]))
     assert rc2.n_rounded[0] == 0 and np.array_equal(out2, sharp)
 
@@ -331,8 +317,8 @@ def test_in_colour_a_star_used_in_another_channel_is_made_round_in_this_one():
     from dataclasses import replace
 
     xs, ys = _grid(14)
-    red = _elongated_layer(xs, ys, 0.15, 10.0, dx=0.08)
-    green = _elongated_layer(xs, ys, 0.0, 0.0)
+    red = _layer(xs, ys, dx=0.08, fwhm=3.0, ellipticity=0.15, angle=10.0)
+    green = _layer(xs, ys, fwhm=3.0, ellipticity=0.0, angle=0.0)
     layer = np.stack([red, green])
     t = _table(xs, ys, fwhm=3.0)
     both = StarTable.concatenate([t, replace(t, channel=np.ones(len(xs), int))])
@@ -340,12 +326,9 @@ def test_in_colour_a_star_used_in_another_channel_is_made_round_in_this_one():
                    flags=np.r_[np.full(len(xs), 8), np.zeros(len(xs), int)])
     out, rc = recentre_stars(layer, both, np.array([1.0, 1.0]))
     assert rc.n_rounded[0] >= len(xs) - 3 and rc.n_moved[0] == 0
-    r = 8
-    x0, y0 = np.round(xs).astype(int), np.round(ys).astype(int)
-    st = np.stack([out[0, y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(float)
-    f = fit_stars(st, np.full(len(xs), float(r)), np.full(len(xs), float(r)), fwhm_guess=3.0, noise=1.0)
-    assert np.median(f.ellipticity) < 0.015
-    np.testing.assert_allclose(np.median(f.x + x0 - r - xs), 0.08, atol=0.01)  # where the network put them
+    fx, _ = _fit_positions(out[0], xs, ys, fwhm=3.0)
+    assert np.median(_fits(out[0], xs, ys, 3.0).ellipticity) < 0.015
+    np.testing.assert_allclose(np.median(fx - xs), 0.08, atol=0.01)  # where the network put them
     # without the green stars, red's unused rows are left alone
     alone, rc2 = recentre_stars(layer[:1], replace(t, used=np.zeros(len(xs), bool)), np.array([1.0]))
     assert rc2.n_rounded[0] == 0 and np.array_equal(alone, layer[:1])

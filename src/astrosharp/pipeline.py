@@ -591,7 +591,7 @@ def sharpen(
                                    # ellipticity is no finer guide than that (controls bench:
                                    # median ellipticity 0.015 -> 0.029 with the rounding)
                                    round_stars=not params.correct_only)
-        if rc.applied.any() or rc.too_sharp.any() or rc.n_moved.sum() or rc.n_rounded.sum():
+        if rc.changed:
             notes.append(rc.describe())
         timings["recentre"] = time.perf_counter() - t0
         t0 = time.perf_counter()

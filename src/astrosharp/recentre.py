@@ -145,19 +145,25 @@ class Recentring:
     too_sharp: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     n_rounded: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
+    @property
+    def changed(self) -> bool:
+        """Whether there is anything to report: a channel shifted or left
+        shifted, or stars moved or made round."""
+        return bool(self.applied.any() or self.too_sharp.any() or self.n_moved.sum() or self.n_rounded.sum())
+
     def describe(self) -> str:
-        if not self.applied.any():
-            text = "star positions: the stars layer kept the input's star positions (no significant offset)"
-            if len(self.too_sharp) and self.too_sharp.any():
-                parts = [f"channel {c}: dx {-self.offset[c, 1]:+.3f}, dy {-self.offset[c, 0]:+.3f} px"
-                         for c in range(len(self.too_sharp)) if self.too_sharp[c]]
-                text = ("star positions: an offset of the stars layer from the input's star positions was measured "
-                        "but not taken out, since its stars are narrower than "
-                        f"{SHIFT_MIN_FWHM:g} px and a resampling would widen and elongate them (" + "; ".join(parts) + ")")
-        else:
+        if self.applied.any():
             parts = [f"channel {c}: dx {-self.offset[c, 1]:+.3f}, dy {-self.offset[c, 0]:+.3f} px ({self.n_stars[c]} stars)"
                      for c in range(len(self.applied)) if self.applied[c]]
             text = "star positions: the stars layer was shifted back onto the input's star positions, " + "; ".join(parts)
+        elif self.too_sharp.any():
+            parts = [f"channel {c}: dx {-self.offset[c, 1]:+.3f}, dy {-self.offset[c, 0]:+.3f} px"
+                     for c in range(len(self.too_sharp)) if self.too_sharp[c]]
+            text = ("star positions: an offset of the stars layer from the input's star positions was measured "
+                    "but not taken out, since its stars are narrower than "
+                    f"{SHIFT_MIN_FWHM:g} px and a resampling would widen and elongate them (" + "; ".join(parts) + ")")
+        else:
+            text = "star positions: the stars layer kept the input's star positions (no significant offset)"
         if len(self.n_moved) and self.n_moved.sum():
             moves = ", ".join(f"{n} by {m:.3f} px" for n, m in zip(self.n_moved, self.median_move))
             text += f"; stars then moved one by one onto the input's positions (per channel, median: {moves})"
@@ -377,22 +383,27 @@ def _refit(table, reference: np.ndarray, sig: np.ndarray,
     return replace(table, x=x, y=y)
 
 
+def _match(table, rows: np.ndarray, candidates: np.ndarray, radius: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``rows`` that have one of the ``candidates`` rows within ``radius``
+    px, and for each the nearest of them."""
+    from scipy.spatial import cKDTree
+
+    if len(rows) == 0 or len(candidates) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    tree = cKDTree(np.stack([table.x[candidates], table.y[candidates]], axis=1))
+    d, j = tree.query(np.stack([table.x[rows], table.y[rows]], axis=1), distance_upper_bound=radius)
+    hit = np.isfinite(d)
+    return rows[hit], candidates[j[hit]]
+
+
 def _used_elsewhere(table, c: int, min_snr: float) -> tuple[np.ndarray, np.ndarray]:
     """Rows of channel ``c`` (S/N ``min_snr`` and more, not used by the
     measurement) whose star another channel used (nearest used row within
     1 px), and those used rows."""
-    from scipy.spatial import cKDTree
-
-    ch = np.asarray(table.channel)
-    ok = np.isfinite(table.x) & np.isfinite(table.y)
-    mine = np.nonzero((ch == c) & ~np.asarray(table.used, bool) & (np.asarray(table.snr) >= min_snr) & ok)[0]
-    used = np.nonzero((ch != c) & np.asarray(table.used, bool) & ok)[0]
-    if len(mine) == 0 or len(used) == 0:
-        return np.zeros(0, int), np.zeros(0, int)
-    tree = cKDTree(np.stack([table.x[used], table.y[used]], axis=1))
-    d, j = tree.query(np.stack([table.x[mine], table.y[mine]], axis=1), distance_upper_bound=1.0)
-    hit = np.isfinite(d)
-    return mine[hit], used[j[hit]]
+    ch, used = np.asarray(table.channel), np.asarray(table.used, bool)
+    placed = np.isfinite(table.x) & np.isfinite(table.y)
+    mine = np.nonzero((ch == c) & ~used & (np.asarray(table.snr) >= min_snr) & placed)[0]
+    return _match(table, mine, np.nonzero((ch != c) & used & placed)[0])
 
 
 def _anchors(table, c_n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -402,18 +413,9 @@ def _anchors(table, c_n: int) -> tuple[np.ndarray, np.ndarray]:
     ay = np.array(table.y, float, copy=True)
     if c_n < 3:
         return ax, ay
-    from scipy.spatial import cKDTree
-
-    ref = _good_rows(table, REFERENCE_CHANNEL, STAR_SNR)
-    if len(ref) == 0:
-        return ax, ay
-    tree = cKDTree(np.stack([ax[ref], ay[ref]], axis=1))
     other = np.nonzero((np.asarray(table.channel) != REFERENCE_CHANNEL) & np.isfinite(ax) & np.isfinite(ay))[0]
-    if len(other):
-        d, j = tree.query(np.stack([ax[other], ay[other]], axis=1), distance_upper_bound=1.0)
-        hit = np.isfinite(d)
-        ax[other[hit]] = ax[ref[j[hit]]]
-        ay[other[hit]] = ay[ref[j[hit]]]
+    hit, ref = _match(table, other, _good_rows(table, REFERENCE_CHANNEL, STAR_SNR))
+    ax[hit], ay[hit] = ax[ref], ay[ref]
     return ax, ay
 
 
@@ -442,24 +444,17 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     from .psf.fit import fit_stars
 
     h, w = layer.shape
-    idx = _good_rows(table, c, STAR_SNR)
-    e_in = np.asarray(table.ellipticity, float)
-    if round_stars:
-        # in colour, a star the measurement used in another channel is a
-        # star in this one too: it is made round here (not moved: this
-        # channel's fit of its input position was not trusted), judged by
-        # the used fit's ellipticity
-        extra, ref = _used_elsewhere(table, c, STAR_SNR)
-        e_in = e_in.copy()
-        e_in[extra] = e_in[ref]
-    else:
-        extra = np.zeros(0, int)
-    if len(idx) + len(extra) == 0:
+    own = _good_rows(table, c, STAR_SNR)
+    # in colour, a star the measurement used in another channel is a star in
+    # this one too: it is made round here (not moved: this channel's fit of
+    # its input position was not trusted), judged by the used fit
+    extra, ref = _used_elsewhere(table, c, STAR_SNR) if round_stars else (np.zeros(0, int), np.zeros(0, int))
+    if len(own) + len(extra) == 0:
         return 0, 0, 0.0
-    f = float(np.median(table.fwhm[idx])) if len(idx) else float(np.median(table.fwhm[ref]))
-    own = idx
-    idx = np.concatenate([idx, extra])
-    idx = idx[np.argsort(-np.asarray(table.snr)[idx], kind="stable")][:STAR_MAX]
+    f = float(np.median(table.fwhm[own if len(own) else ref]))
+    idx, judge = np.concatenate([own, extra]), np.concatenate([own, ref])  # judge: whose input fit speaks for it
+    order = np.argsort(-np.asarray(table.snr)[idx], kind="stable")[:STAR_MAX]
+    idx, judge = idx[order], judge[order]
     r = int(np.clip(np.ceil(1.5 * f), 4, 15))  # fit stamp half-size
     rw = STAR_WINDOW * f  # window radius
     rt = int(np.ceil(1.5 * rw))  # taper's outer radius
@@ -469,7 +464,7 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     if exclude is not None:
         inside &= ~np.array([exclude[y - rt:y + rt + 1, x - rt:x + rt + 1].any() if ok else True
                              for y, x, ok in zip(y0, x0, inside)])
-    idx, x0, y0 = idx[inside], x0[inside], y0[inside]
+    idx, judge, x0, y0 = idx[inside], judge[inside], x0[inside], y0[inside]
     if len(idx) == 0:
         return 0, 0, 0.0
     stamps = np.stack([layer[y - r:y + r + 1, x - r:x + r + 1] for y, x in zip(y0, x0)]).astype(np.float64)
@@ -487,12 +482,13 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     ok = _good_fit(fit) & np.isfinite(move)
     # a star more elongated in the input than its fellows is most likely a
     # blend, whose fitted position is the pair's and not the star's
-    e = e_in[idx]
+    e = np.asarray(table.ellipticity, float)[judge]
     ok &= np.isfinite(e) & (e <= np.nanmedian(e) + BLEND_ELLIPTICITY)
     # so is the input's fit of a star with a neighbour close by (it takes
     # some of the neighbour's light), where the network may separate the two
     ok &= _isolated(table, c, idx, ISOLATION * f)
-    shifting = ok & np.isin(idx, own) & (move >= STAR_MIN_MOVE) & (move < limit)
+    # moved only where this channel's own input fit is trusted
+    shifting = ok & (judge == idx) & (move >= STAR_MIN_MOVE) & (move < limit)
     # the target of every star is round: what elongation the stars layer
     # still has (the network's own, or what it left of a trail or an
     # aberration) is taken out, less what the fit's noise may have made up
@@ -504,8 +500,7 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     # (a star too sharp to be moved is still made round where it stands: the
     # map is the identity at its centre, so its core is hardly resampled)
     rounding = ok & (fw >= ROUND_MIN_FWHM) & (move < STAR_MAX_MOVE) & np.isfinite(e_take) & (e_out >= ROUND_MIN)
-    if not round_stars:
-        rounding[:] = False
+    rounding &= round_stars
     ok = shifting | rounding
     if not ok.any():
         return 0, 0, 0.0
