@@ -44,6 +44,7 @@ _LAZY = {
     "estimate_background": (".noise", "estimate_background"),
     "run_tiled": (".tiles", "run_tiled"),
     "synth": (".synth", None),
+    "keep_freed_memory": ("._memory", "keep_freed_memory"),
 }
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "__version__",
     "default_output_path",
     "estimate_background",
+    "keep_freed_memory",
     "measure_psf",
     "measure_psf_field",
     "read_image",
@@ -88,6 +90,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import synth
+    from ._memory import keep_freed_memory
     from .io import default_output_path, read_image, write_image
     from .noise import estimate_background
     from .pipeline import SharpenResult, measure_psf, sharpen, sharpen_file

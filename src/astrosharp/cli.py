@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._memory import keep_freed_memory
 from .errors import AstrosharpError
 from .params import METHODS, ORIENTATION_COUNTS, SharpenParams
 
@@ -338,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
 
     args.shown_warnings = set()
+    keep_freed_memory()  # each tile reuses the pages the one before it freed (astrosharp._memory)
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
         args.shown_warnings.add(str(message))

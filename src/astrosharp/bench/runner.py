@@ -471,7 +471,9 @@ def _big_rgb(shape: tuple[int, int], channels: int) -> np.ndarray:
 
 _CHILD = r"""
 import resource, sys, time, numpy as np
+from astrosharp._memory import keep_freed_memory
 from astrosharp.bench.runner import _big_rgb, _pipeline
+keep_freed_memory()  # as the command line does
 from astrosharp.params import SharpenParams
 img = _big_rgb((10000, 10000), 1)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
