@@ -165,6 +165,41 @@ def test_manual_diameter_zero_leaves_nonstellar():
     assert np.allclose(x[0, input_channel_names().index("target_log2_nonstellar_fwhm_ratio_r")], 0.0)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_inputs_built_in_bands_of_rows_are_the_same_stack(channels, monkeypatch):
+    """The engine builds a tile's inputs in bands of rows, one thread per
+    core (every plane is computed pixel by pixel): the stack must be the
+    same to the bit, with a per-pixel background map, saturation and the
+    Poisson map, and with a scalar background."""
+    from astrosharp.nn import session
+
+    monkeypatch.setattr(session.os, "cpu_count", lambda: 3)  # three bands, whatever this machine has
+    rng = np.random.default_rng(5)
+    b, h, w = 2, 3 * session.BAND_MIN_ROWS // 2 + 7, 40
+    tiles = (0.02 + 1e-3 * rng.standard_normal((b, channels, h, w))).astype(np.float32)
+    tiles[:, :, 100, 20] = 0.5
+    maps = np.zeros((b, channels, 6, h, w), np.float32)
+    maps[:, :, 0] = rng.uniform(1.5, 6.0, (b, channels, h, w))
+    maps[:, :, 1] = rng.uniform(1.5, 8.0, (b, channels, h, w))
+    maps[:, :, 2:] = rng.uniform(-0.2, 0.2, (b, channels, 4, h, w))
+    ctl = Controls.from_params(SharpenParams(sharpen_stars=0.8, adjust_halos=0.2, sharpen_nonstellar=0.6), b)
+    bg_map = (0.02 + 1e-4 * rng.standard_normal((b, channels, h, w))).astype(np.float32)
+    sigma = np.full((b, channels), 1e-3, np.float32)
+    sat = np.full((b, channels), 0.4, np.float32)
+    pk = np.full((b, channels), 0.3, np.float32)
+    for bg in (bg_map, np.asarray(np.float32(0.02))):
+        ref = build_inputs(tiles, bg, sigma, sat, maps, ctl, poisson_k=pk)
+        banded = session._build_in_bands(tiles, bg, sigma, sat, maps, ctl, pk)
+        assert np.array_equal(banded, ref)
+    assert ref[:, 3 * NET_CHANNELS:4 * NET_CHANNELS, 100, 20].min() == 1.0  # the saturated pixel is in a band
+
+
+def test_a_stack_of_the_wrong_shape_is_refused():
+    with pytest.raises(ParameterError, match="out must be"):
+        build_inputs(np.zeros((1, 3, 8, 8), np.float32), 0.0, 1.0, None, _maps(1, 3, 8, 8),
+                     Controls.from_params(SharpenParams(), 1), out=np.empty((1, N_INPUTS, 8, 9), np.float32))
+
+
 def test_saturation_mask_and_noise_map():
     tiles = np.zeros((1, 3, 8, 8), np.float32)
     tiles[0, 1, 2, 3] = 1.0

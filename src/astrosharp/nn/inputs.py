@@ -378,6 +378,7 @@ def build_inputs(
     src_maps: np.ndarray,
     controls: Controls,
     poisson_k: Any = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Stack the network's input channels for a batch of tiles.
 
@@ -398,6 +399,9 @@ def build_inputs(
     poisson_k : scalar, (C,), (B, C) or None
         Poisson factor ``1 / (gain * sigma)`` (variance per unit of ``n``, in
         ``sigma**2``); None or 0 when unknown.
+    out : (B, N_INPUTS, h, w) float32 ndarray, optional
+        Where to write the stack (e.g. a band of rows of a larger one: every
+        plane is computed pixel by pixel, so bands can be built apart).
 
     Returns
     -------
@@ -415,7 +419,10 @@ def build_inputs(
     maps = _replicate(src_maps, c)
     # the planes are computed in the stack itself (these are the largest
     # arrays the engine builds: no temporary copy of them)
-    out = np.empty((b, N_INPUTS, h, w), dtype=np.float32)
+    if out is None:
+        out = np.empty((b, N_INPUTS, h, w), dtype=np.float32)
+    elif out.shape != (b, N_INPUTS, h, w) or out.dtype != np.float32:
+        raise ParameterError(f"out must be a float32 array of shape {(b, N_INPUTS, h, w)}, got {out.dtype} {out.shape}")
     k = NET_CHANNELS
     _asinh(n, FAINT_SCALE, out=out[:, 0:k])
     _asinh(n, BRIGHT_SCALE, out=out[:, k : 2 * k])
