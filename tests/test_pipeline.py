@@ -380,3 +380,43 @@ def test_correct_only_gives_the_colour_channels_one_width():
     np.testing.assert_allclose(fin, (3.4, 4.0, 4.6), rtol=0.02)
     assert (max(fout) - min(fout)) / np.median(fout) < 0.05  # the bar; 0.15 before equalising
     assert 0.92 < np.median(fout) / 4.0 < 1.05
+
+
+@pytest.mark.parametrize(
+    "fwhm, params, runs",
+    [
+        (0.7, SharpenParams(sharpen_stars=1.0, sharpen_nonstellar=0.5), False),  # undersampled: every target is the source
+        (0.7, SharpenParams(sharpen_stars=1.0, sharpen_nonstellar=0.5, denoise=0.5), True),
+        (0.7, SharpenParams(sharpen_stars=1.0, adjust_halos=0.2), True),  # the wings still change
+        (0.7, SharpenParams(correct_only=True), True),
+        (0.9, SharpenParams(sharpen_stars=1.0, psf_diameter=3.0), False),  # its 1 px floor is wider than the source
+        (1.4, SharpenParams(sharpen_stars=1.0, sharpen_nonstellar=0.5), True),
+        (1.4, SharpenParams(sharpen_stars=0.0, sharpen_nonstellar=0.0), False),  # nothing asked
+    ],
+)
+def test_the_network_is_skipped_where_every_target_is_the_source(fwhm, params, runs):
+    data, ys, xs = _star_field(shape=(200, 220), seed=2, n=20, fwhm=max(fwhm, 1.0))
+    assert pipeline.nothing_to_translate(params, _uniform(data, fwhm)) is not runs
+    model = _Identity()
+    res = sharpen(data, params, model=model, psf_field=_uniform(data, fwhm))
+    assert res.method == "nn"
+    assert bool(model.calls) is runs
+    np.testing.assert_array_equal(res.stars + res.nonstellar, res.image.data)
+    if not runs:
+        # left as it is (to float32 rounding: the layer split moves light between the layers)
+        np.testing.assert_allclose(res.image.data, data, rtol=2e-7, atol=0)
+        assert any("nothing to translate" in n for n in res.notes)
+        # the stars layer still holds the stars (moved from the image by the layer split)
+        assert np.median(res.stars[0, ys, xs]) > 0.5 * np.median(data[0, ys, xs] - 100.0)
+
+
+def test_a_pass_with_nothing_to_translate_is_skipped_alone():
+    """Non-stellar then stellar: the first pass (stars kept, non-stellar
+    sharpened) has nothing to do on an undersampled PSF, the second (halos
+    changed) runs."""
+    data, _, _ = _star_field(shape=(200, 220), seed=3, n=20, fwhm=1.0)
+    params = SharpenParams(sharpen_stars=1.0, adjust_halos=-0.2, sharpen_nonstellar=0.5, nonstellar_then_stellar=True)
+    model = _Identity()
+    res = sharpen(data, params, model=model, psf_field=_uniform(data, 0.7))
+    assert len(model.calls) == 1 and model.calls[0][-1].sharpen_nonstellar == 0.0
+    assert any("nothing to translate in pass 1" in n for n in res.notes)

@@ -10,9 +10,9 @@ first touch of 200 MB took 1.3 to 2.4 s when the memory had been free for
 3 s, against 0.02 s when it had been kept.
 
 :func:`keep_freed_memory` tells glibc to take large blocks from its heap
-and to keep what is freed there (``mallopt``: no ``mmap`` blocks, trimming
-only above 2 GB free at the heap's top), so each tile reuses the pages the
-one before it used. The command line calls it at start; library users may
+and to keep what is freed there (``mallopt``: no ``mmap`` blocks, no
+trimming of the heap), so each tile reuses the pages the one before it
+used. The command line calls it at start; library users may
 call it too. It changes nothing else: the peak memory is that of the
 largest set of arrays alive at once (docs/bench.md measures it), but the
 process does not give memory back to the system until it exits.
@@ -26,8 +26,8 @@ import sys
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-TRIM_THRESHOLD = 2**31 - 1
-"""Bytes free at the heap's top above which glibc still gives memory back (mallopt takes an int)."""
+TRIM_THRESHOLD = -1
+"""glibc's "never give the heap's top back" (mallopt(3): -1 disables trimming)."""
 
 _done: bool | None = None
 

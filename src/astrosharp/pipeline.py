@@ -373,6 +373,29 @@ def _passes(params: SharpenParams, psf: PSFField) -> list[tuple[SharpenParams, P
     return passes
 
 
+def nothing_to_translate(params: SharpenParams, psf: PSFField) -> bool:
+    """True when the network would be asked for the identity everywhere:
+    every target equals the source PSF, nothing is denoised and nothing
+    corrected. That is the case of an undersampled PSF, under the
+    :data:`~astrosharp.params.F_MIN` floor of the targets, with no change
+    of halos (or of no sharpening at all). The network is not exactly the
+    identity there; it made the 0.5 to 0.7 px stars of the SDSS crops 10 %
+    narrower and more elongated (docs/bench.md), so such a pass is skipped.
+
+    The targets are those the network is given
+    (:func:`astrosharp.nn.inputs.target_features`), evaluated at the
+    field's nodes: between them the field is interpolated within the
+    nodes' range, so the floor holds everywhere when it holds there.
+    """
+    if params.correct_only or params.denoise > 0:
+        return False
+    from .nn.inputs import Controls, target_features
+
+    nodes = np.asarray(psf.values, np.float32)[None]  # (1, C, P, gy, gx)
+    targets = target_features(nodes, Controls.from_params(params, 1))
+    return bool(np.all(targets[:, :-2] == 0.0))  # the log2 ratios; the last two are the flags
+
+
 # ---------------------------------------------------------------------------
 # the API
 # ---------------------------------------------------------------------------
@@ -552,8 +575,20 @@ def sharpen(
 
         sky_box = borders.interior_box()  # a straight border is the frame edge (None: ragged or none)
     t0 = time.perf_counter()
+    translated = False  # whether the network ran in any pass
     with progress_bar(n_tiles, f"sharpening ({method})", quiet=not progress) as bar:
         for k, (p, f) in enumerate(passes):
+            if method == "nn" and nothing_to_translate(p, f):
+                if k == 0:
+                    stars, nonst = np.zeros_like(current), np.array(current, dtype=np.float32, copy=True)
+                fmax = float(np.max(f.param("fwhm")))
+                notes.append(
+                    f"nothing to translate{' in pass ' + str(k + 1) if len(passes) > 1 else ''}: every target equals "
+                    f"the source PSF (at most {fmax:.2f} px FWHM; targets never go under {F_MIN:g} px, below "
+                    f"which the PSF is undersampled), so the image is left as it is")
+                bar.update(len(plan_grid((h, w), *plans[k][:2])))
+                continue
+            translated = True
             if k:
                 current = stars + nonst  # the next pass works on the previous pass's result
             fn = _tile_function(method, p, f, bg, sigma, saturation, model, level_map)
@@ -574,10 +609,9 @@ def sharpen(
     timings["translate"] = time.perf_counter() - t0
     assert stars is not None and nonst is not None  # at least one pass always runs
 
-    if method == "nn":
+    if method == "nn" and translated:
         # a change of PSF moves a star's light, it does not make or lose any
         from .flux import conserve_star_flux
-        from .layers import separate_layers
         from .recentre import recentre_stars
 
         t0 = time.perf_counter()
@@ -599,8 +633,12 @@ def sharpen(
                                        exclude=borders.mask if borders.any else None, copy=False)
         notes.append(fc.describe())
         timings["flux"] = time.perf_counter() - t0
+    if method == "nn":
+        from .layers import separate_layers
+
         # star light the network left in the non-stellar layer joins its star
-        # (the layers change, their sum does not)
+        # (the layers change, their sum does not); with nothing translated the
+        # stars layer is empty and takes the stars from the image this way
         if layers and starless:
             # no star was found to trust: what the network calls stars here are
             # knots of the nebula or galaxy cores, and they stay with the rest

@@ -390,7 +390,7 @@ def _real_measures(lum: np.ndarray, x: np.ndarray, y: np.ndarray, fwhm: float, s
 def _real_rows(path: Path, methods: tuple[str, ...], quick: bool, model: Any, say: Progress) -> list[dict]:
     from ..io import read_image
     from ..noise import estimate_background
-    from ..params import SharpenParams
+    from ..params import SharpenParams, stellar_target
     from ..psf.detect import detect_stars
 
     with warnings.catch_warnings(record=True) as caught:
@@ -434,7 +434,12 @@ def _real_rows(path: Path, methods: tuple[str, ...], quick: bool, model: Any, sa
             with _Meter() as meter:
                 out = _pipeline(data, p, "nn" if method in NN_ROWS else method, model if method in NN_ROWS else None)
         o_lum = (np.asarray(out, np.float64) - bg.level[:, None, None]).mean(axis=0)
-        r = base if method == "input" else _real_measures(o_lum, x, y, fwhm0, sigma, 0.5 * fwhm0)
+        # the output's fits start from the FWHM the tool aims at (half, but never
+        # under F_MIN nor wider than the input): for undersampled stars a guess
+        # of half their width made the same image measure 9 % narrower and
+        # rounder or less round (SDSS i crop: ratio 0.910, ellipticity 0.078 -> 0.084)
+        guess = float(stellar_target(fwhm0, 3.0, params.sharpen_stars, 0.0)[0])
+        r = base if method == "input" else _real_measures(o_lum, x, y, fwhm0, sigma, guess)
         ok = base["ok"] & r["ok"]
         with np.errstate(divide="ignore", invalid="ignore"):
             fr = r["flux"][ok] / base["flux"][ok]
