@@ -552,7 +552,16 @@ def sharpen(
     run_params = params if method == params.method else params.replace(method=method)
 
     passes = _passes(run_params, psf)
-    level_map = bg.level_map if method == "nn" else None  # (C, H, W), shared by all passes
+    if method == "nn":
+        # a pass whose every target is its source leaves the image as it is
+        idle = [nothing_to_translate(p, f) for p, f in passes]
+        for k in np.nonzero(idle)[0]:
+            notes.append(
+                f"nothing to translate{' in pass ' + str(k + 1) if len(passes) > 1 else ''}: every target "
+                f"equals the source PSF (at most {float(np.max(passes[k][1].param('fwhm'))):.2f} px FWHM; targets "
+                f"never go under {F_MIN:g} px, below which the PSF is undersampled), so the image is left as it is")
+        passes = [pf for pf, skip in zip(passes, idle) if not skip]
+    level_map = bg.level_map if method == "nn" and passes else None  # (C, H, W), shared by all passes
     plans = [_engine_plan((h, w), method, p) for p, _ in passes]
     n_tiles = sum(len(plan_grid((h, w), t, o)) for t, o, _ in plans)
     source = fill_borders(filled, borders.mask) if borders.any else filled  # what the first pass reads
@@ -570,25 +579,15 @@ def sharpen(
         timings["chroma"] = time.perf_counter() - t0
     current = source
     stars = nonst = None
+    if not passes:  # nothing translated: the image as it is, all in the non-stellar layer
+        stars, nonst = np.zeros_like(current), np.array(current, dtype=np.float32, copy=True)
     if method == "nn":
         from .outside import MARGIN, extend_frame
 
         sky_box = borders.interior_box()  # a straight border is the frame edge (None: ragged or none)
     t0 = time.perf_counter()
-    translated = False  # whether the network ran in any pass
     with progress_bar(n_tiles, f"sharpening ({method})", quiet=not progress) as bar:
         for k, (p, f) in enumerate(passes):
-            if method == "nn" and nothing_to_translate(p, f):
-                if k == 0:
-                    stars, nonst = np.zeros_like(current), np.array(current, dtype=np.float32, copy=True)
-                fmax = float(np.max(f.param("fwhm")))
-                notes.append(
-                    f"nothing to translate{' in pass ' + str(k + 1) if len(passes) > 1 else ''}: every target equals "
-                    f"the source PSF (at most {fmax:.2f} px FWHM; targets never go under {F_MIN:g} px, below "
-                    f"which the PSF is undersampled), so the image is left as it is")
-                bar.update(len(plan_grid((h, w), *plans[k][:2])))
-                continue
-            translated = True
             if k:
                 current = stars + nonst  # the next pass works on the previous pass's result
             fn = _tile_function(method, p, f, bg, sigma, saturation, model, level_map)
@@ -607,9 +606,9 @@ def sharpen(
             )
             del current
     timings["translate"] = time.perf_counter() - t0
-    assert stars is not None and nonst is not None  # at least one pass always runs
+    assert stars is not None and nonst is not None
 
-    if method == "nn" and translated:
+    if method == "nn" and passes:
         # a change of PSF moves a star's light, it does not make or lose any
         from .flux import conserve_star_flux
         from .recentre import recentre_stars

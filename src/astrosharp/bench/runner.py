@@ -421,6 +421,11 @@ def _real_rows(path: Path, methods: tuple[str, ...], quick: bool, model: Any, sa
     fwhm0 = float(np.nanmedian(base["fwhm"][base["ok"]])) if base["ok"].any() else size_guess
     base = _real_measures(lum, x, y, fwhm0, sigma, fwhm0)
     params = SharpenParams(sharpen_stars=1.0, sharpen_nonstellar=0.5)
+    # the output's fits start from the FWHM the tool aims at (half, but never
+    # under F_MIN nor wider than the input): for undersampled stars a guess
+    # of half their width made the same image measure 9 % narrower and
+    # rounder or less round (SDSS i crop: ratio 0.910, ellipticity 0.078 -> 0.084)
+    guess = float(stellar_target(fwhm0, 3.0, params.sharpen_stars, 0.0)[0])
     rows = []
     shape = f"{c}x{data.shape[1]}x{data.shape[2]}"
     for method in methods:
@@ -434,11 +439,6 @@ def _real_rows(path: Path, methods: tuple[str, ...], quick: bool, model: Any, sa
             with _Meter() as meter:
                 out = _pipeline(data, p, "nn" if method in NN_ROWS else method, model if method in NN_ROWS else None)
         o_lum = (np.asarray(out, np.float64) - bg.level[:, None, None]).mean(axis=0)
-        # the output's fits start from the FWHM the tool aims at (half, but never
-        # under F_MIN nor wider than the input): for undersampled stars a guess
-        # of half their width made the same image measure 9 % narrower and
-        # rounder or less round (SDSS i crop: ratio 0.910, ellipticity 0.078 -> 0.084)
-        guess = float(stellar_target(fwhm0, 3.0, params.sharpen_stars, 0.0)[0])
         r = base if method == "input" else _real_measures(o_lum, x, y, fwhm0, sigma, guess)
         ok = base["ok"] & r["ok"]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -478,8 +478,8 @@ _CHILD = r"""
 import resource, sys, time, numpy as np
 from astrosharp._memory import keep_freed_memory
 from astrosharp.bench.runner import _big_rgb, _pipeline
-keep_freed_memory()  # as the command line does
 from astrosharp.params import SharpenParams
+keep_freed_memory()  # as the command line does
 img = _big_rgb((10000, 10000), 1)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
