@@ -310,6 +310,28 @@ def test_stars_too_sharp_to_move_are_made_round_where_they_stand():
     assert rc2.n_rounded[0] == 0 and np.array_equal(out2, sharp)
 
 
+def test_sharp_stars_far_from_their_positions_are_moved_part_of_the_way():
+    # 1.8 px stars 0.3 px off their input positions, to the left and the
+    # right in turn (no common offset): a resampling that far would widen
+    # them, so each is moved SHARP_MAX_MOVE towards its position (before,
+    # such a star was not moved at all) and keeps its width
+    from astrosharp.recentre import SHARP_MAX_MOVE
+
+    xs, ys = _grid(15)
+    xs, ys = xs[:24], ys[:24]
+    offsets = np.where(np.arange(len(xs)) % 2 == 0, 0.3, -0.3)
+    layer = sum(_layer([x], [y], dx=d, fwhm=1.8) for x, y, d in zip(xs, ys, offsets))[None]
+    out, rc = recentre_stars(layer, _table(xs, ys, fwhm=3.6), np.array([1.0]))
+    before, after = _fits(layer[0], xs, ys, 1.8, r=6), _fits(out[0], xs, ys, 1.8, r=6)
+    assert not rc.applied[0] and rc.n_moved[0] >= len(xs) - 3
+    assert rc.median_move[0] == pytest.approx(SHARP_MAX_MOVE, abs=0.005)
+    bx, _ = _fit_positions(layer[0], xs, ys, fwhm=1.8)
+    ax, _ = _fit_positions(out[0], xs, ys, fwhm=1.8)
+    moved = np.abs(bx - xs) - np.abs(ax - xs)
+    assert np.median(moved) == pytest.approx(SHARP_MAX_MOVE, abs=0.01)
+    assert np.median(after.fwhm / before.fwhm) == pytest.approx(1.0, abs=0.01)
+
+
 def test_in_colour_a_star_used_in_another_channel_is_made_round_in_this_one():
     # the measurement used the stars in green only (say red's fits were
     # flagged): red's elongated stars are still made round, but not moved
@@ -332,3 +354,85 @@ def test_in_colour_a_star_used_in_another_channel_is_made_round_in_this_one():
     # without the green stars, red's unused rows are left alone
     alone, rc2 = recentre_stars(layer[:1], replace(t, used=np.zeros(len(xs), bool)), np.array([1.0]))
     assert rc2.n_rounded[0] == 0 and np.array_equal(alone, layer[:1])
+
+
+def test_star_centroids_leave_out_a_neighbour_found_in_the_stamp():
+    # a neighbour with 6 % of the star's light 12 px away pulls the plain
+    # centroid (within 12 px) by about 0.28 px; found as a maximum of the
+    # stamp less its mirror image, it is left out (with its mirror pixels)
+    # and the centroid of the symmetric star is near its centre again
+    from astrosharp.recentre import star_centroids
+
+    s, c = 41, 20
+    rng = np.random.default_rng(3)
+    stamp = render_moffat((s, s), c + 0.2, c - 0.1, 5000.0, 4.0, 3.0)
+    stamp += render_moffat((s, s), c + 0.2 + 9.5, c - 0.1 - 7.4, 300.0, 4.0, 3.0)
+    stamp = stamp + rng.normal(0.0, 0.5, stamp.shape)
+    fx, fy = np.array([c + 0.2]), np.array([c - 0.1])
+    dx, dy, se = star_centroids(stamp[None], fx, fy, 12.0, 0.5)
+    assert np.hypot(dx[0], dy[0]) > 0.2
+    dx, dy, se = star_centroids(stamp[None], fx, fy, 12.0, 0.5, fwhm=4.0)
+    assert np.hypot(dx[0], dy[0]) < 0.05
+    assert se[0] < 0.02
+
+
+def _coma_star(size, x, y, flux, fwhm, frac, dx, dy):
+    """A core at (x, y) and a fraction ``frac`` of the light in a 1.6x wider
+    copy at (x + dx, y + dy): its light is centred at (x + frac dx, y + frac dy)."""
+    return (render_moffat((size, size), x, y, (1 - frac) * flux, fwhm, 3.0)
+            + render_moffat((size, size), x + dx, y + dy, frac * flux, 1.6 * fwhm, 3.0))
+
+
+def test_coma_stars_are_put_where_their_light_is_centred():
+    # coma's flare points away from the field's centre and grows with the
+    # distance: the fit of the input sits on the core, the light's centroid
+    # (where the star is) up to 0.3 px further out; the stars layer (round
+    # stars where the network put them, on the fits) is moved towards the
+    # centroids
+    from astrosharp.recentre import centroid_offset_field
+
+    size, f_src, frac = 200, 4.0, 0.2
+    g = np.linspace(22, 178, 6)
+    rng = np.random.default_rng(11)
+    ys, xs = [a.ravel() + rng.uniform(-0.5, 0.5, a.size) for a in np.meshgrid(g, g, indexing="ij")]
+    k = 1.5 / 110.0  # flare offset per px from the centre
+    fdx, fdy = k * (xs - 99.5), k * (ys - 99.5)
+    cx, cy = xs + frac * fdx, ys + frac * fdy  # the stars' true positions
+    reference = np.zeros((size, size))
+    for x, y, a, b in zip(xs, ys, fdx, fdy):
+        reference += _coma_star(size, x, y, 5000.0, f_src, frac, a, b)
+    reference = (reference + rng.normal(0.0, 1.0, reference.shape)).astype(np.float32)[None]
+    tx, ty = _fit_positions(reference[0], xs, ys, fwhm=f_src)
+    assert np.median(np.hypot(tx - cx, ty - cy)) > 0.08
+    table = _table(tx, ty, fwhm=f_src)
+    layer = _layer(tx, ty)[None]  # the network's stars, on the fits
+
+    field = centroid_offset_field(reference, 0, tx, ty, f_src, 1.0)
+    assert field is not None and field.significant
+    d = field.at(ty, tx)
+    # the light beyond the window (2.5 FWHM) is not counted: most of the
+    # offset is found, not all of it
+    assert np.median(np.hypot(tx + d[1] - cx, ty + d[0] - cy)) < 0.5 * np.median(np.hypot(tx - cx, ty - cy))
+
+    def run(centroids):
+        out, _ = recentre_stars(layer, table, np.array([1.0]), reference=reference, centroids=centroids)
+        fx, fy = _fit_positions(out[0], cx, cy)
+        return np.hypot(fx - cx, fy - cy)
+
+    before = run(False)
+    assert np.median(before) > 0.08
+    moved = run(True)
+    assert np.median(moved) < 0.5 * np.median(before)
+    assert np.percentile(moved, 90) < 0.06
+
+
+def test_symmetric_stars_give_no_significant_centroid_offset():
+    from astrosharp.recentre import centroid_offset_field
+
+    xs, ys = _grid(5)
+    rng = np.random.default_rng(6)
+    reference = (_layer(xs, ys, fwhm=4.0) + rng.normal(0.0, 1.0, (200, 200))).astype(np.float32)[None]
+    tx, ty = _fit_positions(reference[0], xs, ys, fwhm=4.0)
+    field = centroid_offset_field(reference, 0, tx, ty, 4.0, 1.0)
+    assert field is not None and not field.significant
+    assert field.largest < 0.03
