@@ -16,7 +16,13 @@ fitted centroids from the reference channel's (green) as a plane in the
 image position, ``d(x, y) = a + b u + c v`` with ``u, v`` the position from
 the image centre in units of the half-diagonal (a constant misregistration
 plus a magnification difference or a dispersion gradient), by weighted least
-squares with 3-sigma clipping. :func:`align_channels` resamples each channel
+squares with 3-sigma clipping. A field with fewer than ``MIN_STARS`` usable
+stars (down to ``MIN_STARS_RADIAL``) gets the reduced model
+``d = a + m (u, v)``: a translation and one magnification, what lateral
+colour and a misregistration make (on the bench's ``nebula_rgb`` seed 0,
+seven and five stars in red and blue, it registers a shift of 0.76 and
+0.61 px at the corners that was left in before).
+:func:`align_channels` resamples each channel
 onto the reference's positions (cubic spline interpolation, in strips of
 rows so that memory stays bounded, evaluated separably over blocks across
 which the shift changes by at most ``BLOCK_TOLERANCE`` px; on the 24 MP
@@ -57,8 +63,11 @@ __all__ = ["ChannelShift", "measure_channel_shift", "align_channels", "registere
 REFERENCE = 1
 #: stars used must have at least this S/N in both channels
 MIN_SNR = 20.0
-#: and at least this many of them
+#: and at least this many of them for a plane per axis (a translation, a
+#: magnification and any tilt); with fewer, down to MIN_STARS_RADIAL, the
+#: offset is fitted as a translation and a magnification only
 MIN_STARS = 8
+MIN_STARS_RADIAL = 4
 #: a shift is applied when it reaches this many px somewhere in the frame ...
 MIN_SHIFT = 0.05
 #: ... and exceeds this many times its standard error there
@@ -101,7 +110,8 @@ class ChannelShift:
     @property
     def significant(self) -> np.ndarray:
         """(C,) bool: channels whose shift is worth correcting."""
-        return (self.n_stars >= MIN_STARS) & (self.corner_shift >= MIN_SHIFT) & (self.significance >= MIN_SIGNIFICANCE)
+        return ((self.n_stars >= MIN_STARS_RADIAL) & (self.corner_shift >= MIN_SHIFT)
+                & (self.significance >= MIN_SIGNIFICANCE))
 
     def at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """(C, 2, N) offsets (dy, dx) at points."""
@@ -164,46 +174,102 @@ def measure_channel_shift(stars, shape: tuple[int, int], channels: int, referenc
         ok = ((stars.flags[idx] == 0) & (stars.flags[ref] == 0)
               & (stars.snr[idx] >= MIN_SNR) & (stars.snr[ref] >= MIN_SNR)
               & np.isfinite(stars.x[idx]) & np.isfinite(stars.x[ref]))
-        if ok.sum() < MIN_STARS:
+        if ok.sum() < MIN_STARS_RADIAL:
             continue
         xr, yr = stars.x[ref][ok], stars.y[ref][ok]
         d = np.stack([stars.y[idx][ok] - yr, stars.x[idx][ok] - xr], axis=1)  # (N, 2)
         # a centroid's error scales as FWHM / S/N; the two channels add
         err = np.hypot(stars.fwhm[idx][ok] / stars.snr[idx][ok], stars.fwhm[ref][ok] / stars.snr[ref][ok])
         wgt = 1.0 / np.maximum(err, 1e-3) ** 2
-        X = _poly_terms((xr - x0) / s, (yr - y0) / s, 1)
-        keep = np.ones(len(xr), bool)
-        sol = np.zeros((3, 2))
-        cov = np.eye(3)
-        for _ in range(5):
-            if keep.sum() < MIN_STARS:
-                break
-            Xw = X[keep] * wgt[keep, None]
-            A = X[keep].T @ Xw
-            try:
-                Ainv = np.linalg.inv(A + 1e-12 * np.eye(3))
-            except np.linalg.LinAlgError:
-                break
-            sol = Ainv @ (Xw.T @ d[keep])
-            res = d - X @ sol
-            chi = np.hypot(res[:, 0], res[:, 1]) * np.sqrt(wgt)
-            scale = max(1.4826 * float(np.median(chi[keep])), 1e-6)
-            cov = Ainv * scale**2  # errors scaled by the scatter actually seen
-            new = chi <= 3.0 * scale * np.sqrt(2.0)
-            if np.array_equal(new, keep):
-                break
-            keep = new
-        if keep.sum() < MIN_STARS:
+        u, v = (xr - x0) / s, (yr - y0) / s
+        radial = ok.sum() < MIN_STARS
+        need = MIN_STARS_RADIAL if radial else MIN_STARS
+        fit = _fit_radial if radial else _fit_plane
+        res = fit(u, v, d, wgt, need)
+        if res is None:
             continue
-        coef[c] = sol.T
-        n_used[c] = int(keep.sum())
-        pred = P @ sol  # (5, 2)
+        coef[c], cov_fn, n_used[c] = res
+        pred = np.einsum("ka,na->nk", coef[c], P)  # (5, 2)
         mag = np.hypot(pred[:, 0], pred[:, 1])
         k = int(np.argmax(mag))
-        se = float(np.sqrt(max(P[k] @ cov @ P[k], 1e-30)))
+        se = float(np.sqrt(max(cov_fn(P[k], pred[k] / max(mag[k], 1e-12)), 1e-30)))
         corner[c] = float(mag[k])
         signif[c] = corner[c] / se
     return ChannelShift(coef, frame, n_used, corner, signif)
+
+
+def _clipped_lsq(A: np.ndarray, b: np.ndarray, w: np.ndarray, star: np.ndarray, need: int,
+                 min_scale: float = 1e-6):
+    """Weighted least squares ``A p = b`` over the rows of the stars kept,
+    with 3-sigma clipping of whole stars (``star``: each row's star);
+    returns (p, covariance scaled by the scatter seen, no less than
+    ``min_scale``, kept stars) or None."""
+    n = int(star.max()) + 1
+    keep = np.ones(n, bool)
+    p, cov = np.zeros(A.shape[1]), np.eye(A.shape[1])
+    for _ in range(5):
+        if keep.sum() < need:
+            return None
+        rows = keep[star]
+        Aw = A[rows] * w[rows, None]
+        try:
+            Ainv = np.linalg.inv(A[rows].T @ Aw + 1e-12 * np.eye(A.shape[1]))
+        except np.linalg.LinAlgError:
+            return None
+        p = Ainv @ (Aw.T @ b[rows])
+        chi = np.sqrt(np.bincount(star, weights=(b - A @ p) ** 2 * w, minlength=n))
+        scale = max(1.4826 * float(np.median(chi[keep])), min_scale)
+        cov = Ainv * scale**2  # errors scaled by the scatter actually seen
+        new = chi <= 3.0 * scale * np.sqrt(2.0)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    if keep.sum() < need:
+        return None
+    return p, cov, int(keep.sum())
+
+
+def _fit_plane(u, v, d, wgt, need):
+    """Each axis's offset a plane in (u, v): (dy, dx) = coef @ (1, u, v)."""
+    n = len(u)
+    X = _poly_terms(u, v, 1)
+    Z = np.zeros_like(X)
+    A = np.vstack([np.hstack([X, Z]), np.hstack([Z, X])])  # (2N, 6): dy rows, then dx rows
+    res = _clipped_lsq(A, np.r_[d[:, 0], d[:, 1]], np.r_[wgt, wgt], np.r_[np.arange(n), np.arange(n)], need)
+    if res is None:
+        return None
+    p, cov, kept = res
+
+    def var(t, along):  # variance of the offset's component along the unit vector ``along`` at terms t
+        g = np.r_[along[0] * t, along[1] * t]
+        return float(g @ cov @ g)
+
+    return p.reshape(2, 3), var, kept
+
+
+def _fit_radial(u, v, d, wgt, need):
+    """A translation and a magnification: (dy, dx) = (a_y + m v, a_x + m u),
+    for fields with too few stars for a plane per axis (lateral colour is a
+    magnification difference, a misregistration a translation)."""
+    n = len(u)
+    one, zero = np.ones(n), np.zeros(n)
+    A = np.vstack([np.column_stack([one, zero, v]), np.column_stack([zero, one, u])])  # (a_y, a_x, m)
+    # a few stars' scatter says little about the errors: they are taken no
+    # smaller than the fits' own (FWHM / S/N)
+    res = _clipped_lsq(A, np.r_[d[:, 0], d[:, 1]], np.r_[wgt, wgt], np.r_[np.arange(n), np.arange(n)], need,
+                       min_scale=1.0)
+    if res is None:
+        return None
+    p, cov, kept = res
+    ay, ax, m = p
+    coef = np.array([[ay, 0.0, m], [ax, m, 0.0]])
+
+    def var(t, along):
+        # t = (1, u, v): dy = ay + m v, dx = ax + m u
+        g = along[0] * np.array([1.0, 0.0, t[2]]) + along[1] * np.array([0.0, 1.0, t[1]])
+        return float(g @ cov @ g)
+
+    return coef, var, kept
 
 
 def registered_table(stars, shift: ChannelShift):
