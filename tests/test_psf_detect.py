@@ -83,3 +83,25 @@ def test_typical_size_finds_the_stars_where_knots_outnumber_them_tenfold():
     stars = rng.normal(4.3, 0.25, 80)
     knots = np.exp(rng.normal(np.log(7.5), 0.25, 900))
     assert abs(typical_size(np.concatenate([stars, knots])) - 4.3) < 0.25
+
+
+def test_the_smooth_light_of_a_nebula_does_not_make_a_star_crowded():
+    # a star 25 px from the peak of a broad, bright nebular cloud (its matched
+    # filter height ten times the star's): the cloud's maximum is no neighbour
+    # that spoils the star's fit; a real star of half its light 6 px away is
+    rng = np.random.default_rng(4)
+    h, w = 200, 200
+    yy, xx = np.mgrid[:h, :w]
+    img = rng.normal(0, 1.0, (h, w))
+    img += 300.0 * np.exp(-((xx - 125.0) ** 2 + (yy - 100.0) ** 2) / (2 * 8.0**2))  # the cloud
+    _add(img, 100.3, 100.6, 800.0, 3.0)  # the star on its flank
+    _add(img, 60.2, 150.4, 800.0, 3.0)  # a pair, away from it
+    _add(img, 66.1, 150.3, 400.0, 3.0)
+    c = detect_stars(img, 1.0, fwhm=3.0)
+    k = int(np.argmin(np.hypot(c.x - 100.3, c.y - 100.6)))
+    cloud = int(np.argmin(np.hypot(c.x - 125.0, c.y - 100.0)))
+    assert np.hypot(c.x[k] - 100.3, c.y[k] - 100.6) < 1.0 and np.hypot(c.x[cloud] - 125.0, c.y[cloud] - 100.0) < 2.0
+    assert c.peak[cloud] > 8.0 * c.peak[k]
+    assert not c.flags[k] & FLAG_CROWDED
+    pair = int(np.argmin(np.hypot(c.x - 60.2, c.y - 150.4)))
+    assert c.flags[pair] & FLAG_CROWDED

@@ -18,7 +18,11 @@ Method
    ``CROWDED``    another source within the isolation radius brighter than 5 % of
                   it (if it is itself significant: twice the threshold, or 30 %
                   of the candidate), or one over 3 times brighter within sqrt(brightness ratio)
-                  (2 to 5) times that radius;
+                  (2 to 5) times that radius; brightness here is a peak's
+                  compact part, the matched filter less a ``CROWD_WIDE`` times
+                  wider smoothing, so that the maxima of a nebula's smooth
+                  light, and the level of the light a star sits on, do not
+                  count;
    ``STRUCTURED`` it sits on structured emission: in an annulus of 2.5 to 4 FWHM,
                   after removing a plane, the sky is not point-symmetric about it
                   (a star's own elliptical wings are) by much more than the noise
@@ -167,6 +171,9 @@ def _gauss_noise_factor(sigma_k: float, truncate: float) -> float:
 
 
 STRIP_PIXELS = 4_000_000
+#: the crowding test compares peaks by their height less that of this many
+#: times wider a smoothing (what sits on the smooth light around it)
+CROWD_WIDE = 2.5
 """Images of more pixels are filtered in horizontal strips, one per core."""
 
 
@@ -265,16 +272,24 @@ def detect_stars(
         return _empty()
     v = sm[iy, ix]
     height = v / s_sm
+    # each peak's compact part: the matched filter less a CROWD_WIDE times
+    # wider smoothing, which takes out the smooth light it sits on (a nebula,
+    # a galaxy, a cluster's glow); the crowding test compares these
+    wide = _in_strips(lambda a: ndi.gaussian_filter(a, CROWD_WIDE * sk, truncate=3.0), work,
+                      int(3.0 * CROWD_WIDE * sk + 0.5))
+    compact = np.maximum(v - wide[iy, ix], 0.0) / s_sm
+    del wide
     order = np.argsort(-height, kind="stable")
-    iy, ix, height = iy[order], ix[order], height[order]
+    iy, ix, height, compact = iy[order], ix[order], height[order], compact[order]
     tree_all = cKDTree(np.column_stack([ix, iy]))
     dup = np.zeros(iy.size, bool)
     pp = tree_all.query_pairs(r=size // 2, p=np.inf, output_type="ndarray")
     if pp.size:
         dup[np.maximum(pp[:, 0], pp[:, 1])] = True  # equal maxima of a flat (saturated) top
-    iy, ix, height = iy[~dup], ix[~dup], height[~dup]
+    iy, ix, height, compact = iy[~dup], ix[~dup], height[~dup], compact[~dup]
     all_xy = np.column_stack([ix, iy]).astype(float)
     all_h = height
+    all_c = compact
 
     n = min(iy.size, max_candidates)
     iy, ix, height = iy[:n], ix[:n], height[:n]
@@ -302,7 +317,10 @@ def detect_stars(
         keep_p = a_i < n
         a_i, b_i = a_i[keep_p], b_i[keep_p]
         d = np.hypot(*(all_xy[a_i] - all_xy[b_i]).T)
-        ratio = all_h[b_i] / np.maximum(all_h[a_i], 1e-12)
+        # compared by their compact parts: a maximum of a nebula's smooth
+        # light is no neighbour that spoils a star's fit, and it is no
+        # brighter for the nebula's level under it
+        ratio = all_c[b_i] / np.maximum(all_c[a_i], 1e-12)
         # a brighter neighbour's wings reach further: out to iso * sqrt(ratio)
         reach = iso * np.clip(np.sqrt(ratio), 2.0, 5.0)
         # a neighbour barely above the threshold (often a noise peak) only
