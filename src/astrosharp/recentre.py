@@ -349,10 +349,11 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
         under = None
         if reference is not None and nonstellar is not None and nonstellar_blur is not None:
             under = (nonstellar, np.broadcast_to(np.asarray(nonstellar_blur, float).reshape(-1), (c_n,)))
+        placed = table
         if reference is not None:
-            table, fields = _refit(table, reference, sig, under, centroids=centroids)
+            placed, fields = _refit(table, reference, sig, under, centroids=centroids)
             cen = np.array([f.largest if f is not None and f.significant else 0.0 for f in fields])
-        anchors = _anchors(table, c_n)
+        anchors = _anchors(placed, c_n)
 
         def move(c: int) -> tuple[int, int, float]:
             return _move_each_star(stars[c], table, c, anchors, float(sig[c]), exclude,
