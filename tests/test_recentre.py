@@ -409,6 +409,12 @@ def test_coma_stars_are_put_where_their_light_is_centred():
 
     field = centroid_offset_field(reference, 0, tx, ty, f_src, 1.0)
     assert field is not None and field.significant
+    # stars whose stamp touches a calibration border are left out of the fit
+    border = np.zeros((size, size), bool)
+    border[:, :40] = True
+    part = centroid_offset_field(reference, 0, tx, ty, f_src, 1.0, exclude=border)
+    assert part is not None and part.n_stars == np.sum(np.round(tx) - int(np.ceil(3.5 * f_src)) >= 40)
+    assert centroid_offset_field(reference, 0, tx, ty, f_src, 1.0, exclude=np.ones((size, size), bool)) is None
     d = field.at(ty, tx)
     # the light beyond the window (2.5 FWHM) is not counted: most of the
     # offset is found, not all of it

@@ -351,7 +351,7 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
             under = (nonstellar, np.broadcast_to(np.asarray(nonstellar_blur, float).reshape(-1), (c_n,)))
         placed = table
         if reference is not None:
-            placed, fields = _refit(table, reference, sig, under, centroids=centroids)
+            placed, fields = _refit(table, reference, sig, under, centroids=centroids, exclude=exclude)
             cen = np.array([f.largest if f is not None and f.significant else 0.0 for f in fields])
         anchors = _anchors(placed, c_n)
 
@@ -415,14 +415,15 @@ def _clean_stamps(reference: np.ndarray, c: int, x0: np.ndarray, y0: np.ndarray,
 
 def _refit(table, reference: np.ndarray, sig: np.ndarray,
            under: tuple[np.ndarray, np.ndarray] | None = None,
-           centroids: bool = True):
+           centroids: bool = True, exclude: np.ndarray | None = None):
     """The table with the positions of its per-star candidates fitted again
     in ``reference`` (the input the network read), on stamps of 1.5 FWHM;
     with ``under`` = (non-stellar layer, blur FWHM per channel), less that
     layer blurred back to the input's resolution. With ``centroids``, each
     channel's positions then move by its :func:`centroid_offset_field`
-    where that is significant; returns (table, fields: list per channel of
-    CentroidField or None)."""
+    where that is significant (stars whose centroid stamp touches
+    ``exclude`` left out of its fit); returns (table, fields: list per
+    channel of CentroidField or None)."""
     from dataclasses import replace
 
     from .psf.fit import fit_stars
@@ -454,7 +455,8 @@ def _refit(table, reference: np.ndarray, sig: np.ndarray,
             mine = np.nonzero((np.asarray(table.channel) == c) & np.isfinite(x) & np.isfinite(y))[0]
             others = np.stack([x[mine], y[mine], np.abs(np.nan_to_num(np.asarray(table.flux, float)[mine]))], axis=1)
             cf = centroid_offset_field(reference, c, x[good], y[good], f, float(sig[c]), under,
-                                       flux=np.abs(np.nan_to_num(np.asarray(table.flux, float)[good])), others=others)
+                                       flux=np.abs(np.nan_to_num(np.asarray(table.flux, float)[good])), others=others,
+                                       exclude=exclude)
             fields[c] = cf
             if cf is not None and cf.significant:
                 d = cf.at(y[idx], x[idx])
@@ -593,7 +595,8 @@ def _neighbour_masks(x0: np.ndarray, y0: np.ndarray, r: int, flux: np.ndarray, o
 
 def centroid_offset_field(reference: np.ndarray, c: int, x: np.ndarray, y: np.ndarray, fwhm: float,
                           sigma: float, under: tuple[np.ndarray, np.ndarray] | None = None,
-                          flux: np.ndarray | None = None, others: np.ndarray | None = None) -> CentroidField | None:
+                          flux: np.ndarray | None = None, others: np.ndarray | None = None,
+                          exclude: np.ndarray | None = None) -> CentroidField | None:
     """Fit the offset of one channel's stars' flux centroids from their
     fitted positions (x, y) as a plane in the image position.
 
@@ -605,7 +608,9 @@ def centroid_offset_field(reference: np.ndarray, c: int, x: np.ndarray, y: np.nd
     layer) is noisy, so the offsets are fitted as a plane (weighted least
     squares, 3-sigma clipping, errors scaled by the scatter seen).
 
-    Returns None when fewer than ``CENTROID_MIN_STARS`` stars can be measured.
+    ``exclude`` (H, W) bool marks pixels (calibration borders) no stamp may
+    touch. Returns None when fewer than ``CENTROID_MIN_STARS`` stars can be
+    measured.
     """
     from .psf.measure import _poly_terms
 
@@ -616,6 +621,9 @@ def centroid_offset_field(reference: np.ndarray, c: int, x: np.ndarray, y: np.nd
     r = int(np.ceil(rad + fwhm))
     x0, y0 = np.round(x).astype(int), np.round(y).astype(int)
     inside = (x0 - r >= 0) & (x0 + r < w) & (y0 - r >= 0) & (y0 + r < h)
+    if exclude is not None:  # no stamp on a calibration border
+        inside &= ~np.array([exclude[b - r:b + r + 1, a - r:a + r + 1].any() if ok else True
+                             for b, a, ok in zip(y0, x0, inside)], dtype=bool)
     x, y, x0, y0 = x[inside], y[inside], x0[inside], y0[inside]
     if len(x) < CENTROID_MIN_STARS:
         return None
