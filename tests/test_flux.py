@@ -208,3 +208,21 @@ def test_stars_too_faint_to_measure_keep_their_flux():
     after = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(truth, ys, xs) - 1
     assert np.median(np.abs(after)) < 0.005
     assert info.n_corrected[0] == len(ys)
+
+
+def test_stars_off_by_more_than_the_limit_are_said_to_keep_part_of_their_error():
+    # the network lost 40 % of every star: each is scaled by the most
+    # allowed (MAX_CHANGE), which brings it only part of the way, and the
+    # note says so
+    from astrosharp.flux import MAX_CHANGE
+
+    rng = np.random.default_rng(9)
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(rng, np.full(12, -0.4))
+    fixed, info = conserve_star_flux(stars, nonst, ref, psf, params, np.array([SIGMA]))
+    after = _aperture_flux(fixed[0], ys, xs) / _aperture_flux(stars[0], ys, xs)
+    assert np.median(after) == pytest.approx(1.0 + MAX_CHANGE, abs=0.01)
+    assert info.n_capped[0] == len(ys)
+    assert "keep part of their error" in info.describe()
+    ys, xs, fl, ref, stars, nonst, truth, psf, params = _layers(np.random.default_rng(2), np.zeros(12))
+    _, ok = conserve_star_flux(stars, nonst, ref, psf, params, np.array([SIGMA]))
+    assert ok.n_capped[0] == 0 and "keep part" not in ok.describe()

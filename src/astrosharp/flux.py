@@ -32,7 +32,7 @@ left alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,19 +71,27 @@ class FluxCorrection:
         Stars scaled, per channel.
     median_change, p90_change : (C,) ndarray
         Median and 90th percentile of |scale - 1| of the corrected stars.
+    n_capped : (C,) ndarray of int
+        Of those, stars scaled by the most allowed (``MAX_CHANGE``): their
+        flux may be further off than that.
     """
 
     n_stars: int
     n_corrected: np.ndarray
     median_change: np.ndarray
     p90_change: np.ndarray
+    n_capped: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
     def describe(self) -> str:
         if self.n_corrected.sum() == 0:
             return "star flux conservation: no star needed or allowed a correction"
         med = ", ".join(f"{100 * m:.1f}%" for m in self.median_change)
-        return (f"star flux conservation: {int(self.n_corrected.max())} stars rescaled to the input's flux "
+        text = (f"star flux conservation: {int(self.n_corrected.max())} stars rescaled to the input's flux "
                 f"(median change per channel {med})")
+        if len(self.n_capped) and self.n_capped.sum():
+            text += (f"; {', '.join(str(int(k)) for k in self.n_capped)} stars (per channel) needed more than the "
+                     f"{100 * MAX_CHANGE:.0f}% allowed and keep part of their error")
+        return text
 
 
 def encircled_energy(radius: np.ndarray, fwhm: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -197,7 +205,7 @@ def conserve_star_flux(
     sigma = np.asarray(sigma, float).reshape(-1)
     ys, xs = star_peaks(stars, sigma)
     n = len(ys)
-    none = FluxCorrection(n, np.zeros(C, int), np.zeros(C), np.zeros(C))
+    none = FluxCorrection(n, np.zeros(C, int), np.zeros(C), np.zeros(C), np.zeros(C, int))
     if n == 0:
         return stars, none
     f_src, b_src = source_psf_at(psf, ys, xs)
@@ -235,6 +243,7 @@ def conserve_star_flux(
 
     out = np.array(stars, dtype=np.float32, copy=copy)
     n_corr = np.zeros(C, int)
+    n_cap = np.zeros(C, int)
     med = np.zeros(C)
     p90 = np.zeros(C)
 
@@ -260,9 +269,10 @@ def conserve_star_flux(
             n_corr[c] = int(active.sum())
             med[c] = float(np.median(ch))
             p90[c] = float(np.percentile(ch, 90))
+            n_cap[c] = int(np.sum(ch >= MAX_CHANGE - 1e-6))
 
     each(channel, range(C))  # the channels side by side (each scales only its own plane)
-    return out.astype(stars.dtype, copy=False), FluxCorrection(n, n_corr, med, p90)
+    return out.astype(stars.dtype, copy=False), FluxCorrection(n, n_corr, med, p90, n_cap)
 
 
 def _moved_weights(r: float, f_src: float, f_tgt: float, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
