@@ -171,10 +171,10 @@ def _gauss_noise_factor(sigma_k: float, truncate: float) -> float:
 
 
 STRIP_PIXELS = 4_000_000
+"""Images of more pixels are filtered in horizontal strips, one per core."""
 #: the crowding test compares peaks by their height less that of this many
 #: times wider a smoothing (what sits on the smooth light around it)
 CROWD_WIDE = 2.5
-"""Images of more pixels are filtered in horizontal strips, one per core."""
 
 
 def _in_strips(fn, img: np.ndarray, halo: int) -> np.ndarray:
