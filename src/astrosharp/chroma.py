@@ -133,6 +133,29 @@ def _frame(shape: tuple[int, int]) -> tuple[float, float, float]:
     return (h - 1) / 2.0, (w - 1) / 2.0, max(0.5 * float(np.hypot(h, w)), 1.0)
 
 
+def frame_probes(shape: tuple[int, int]) -> tuple[tuple[float, float, float], np.ndarray]:
+    """The frame (y0, x0, s) of ``shape`` and the (5, 3) plane terms
+    ``(1, u, v)`` at its four corners and its centre, where an offset plane
+    is judged (:func:`largest_offset`)."""
+    h, w = shape
+    frame = _frame(shape)
+    y0, x0, s = frame
+    probe_y = np.array([0.0, 0.0, h - 1.0, h - 1.0, y0])
+    probe_x = np.array([0.0, w - 1.0, 0.0, w - 1.0, x0])
+    return frame, _poly_terms((probe_x - x0) / s, (probe_y - y0) / s, 1)
+
+
+def largest_offset(coef: np.ndarray, var, P: np.ndarray) -> tuple[float, float]:
+    """The largest offset (px) of the (2, 3) plane ``coef`` over the probes
+    ``P`` (:func:`frame_probes`), and that offset over its standard error
+    (``var``: the fit's variance function, :func:`fit_offset_plane`)."""
+    pred = np.einsum("ka,na->nk", coef, P)  # (5, 2)
+    mag = np.hypot(pred[:, 0], pred[:, 1])
+    k = int(np.argmax(mag))
+    se = float(np.sqrt(max(var(P[k], pred[k] / max(mag[k], 1e-12)), 1e-30)))
+    return float(mag[k]), float(mag[k]) / se
+
+
 def measure_channel_shift(stars, shape: tuple[int, int], channels: int, reference: int = REFERENCE) -> ChannelShift | None:
     """Fit the channels' offsets from the reference channel.
 
@@ -155,17 +178,13 @@ def measure_channel_shift(stars, shape: tuple[int, int], channels: int, referenc
     if n == 0 or any(int(np.sum(ch == c)) != n for c in range(channels)):
         return None
     by = [np.nonzero(ch == c)[0] for c in range(channels)]
-    frame = _frame(shape)
+    frame, P = frame_probes(shape)
     y0, x0, s = frame
     ref = by[reference]
     coef = np.zeros((channels, 2, 3))
     n_used = np.zeros(channels, int)
     corner = np.zeros(channels)
     signif = np.zeros(channels)
-    h, w = shape
-    probe_y = np.array([0.0, 0.0, h - 1.0, h - 1.0, y0])
-    probe_x = np.array([0.0, w - 1.0, 0.0, w - 1.0, x0])
-    P = _poly_terms((probe_x - x0) / s, (probe_y - y0) / s, 1)
     for c in range(channels):
         if c == reference:
             n_used[c] = n
@@ -184,26 +203,23 @@ def measure_channel_shift(stars, shape: tuple[int, int], channels: int, referenc
         u, v = (xr - x0) / s, (yr - y0) / s
         radial = ok.sum() < MIN_STARS
         need = MIN_STARS_RADIAL if radial else MIN_STARS
-        fit = _fit_radial if radial else _fit_plane
+        fit = _fit_radial if radial else fit_offset_plane
         res = fit(u, v, d, wgt, need)
         if res is None:
             continue
-        coef[c], cov_fn, n_used[c] = res
-        pred = np.einsum("ka,na->nk", coef[c], P)  # (5, 2)
-        mag = np.hypot(pred[:, 0], pred[:, 1])
-        k = int(np.argmax(mag))
-        se = float(np.sqrt(max(cov_fn(P[k], pred[k] / max(mag[k], 1e-12)), 1e-30)))
-        corner[c] = float(mag[k])
-        signif[c] = corner[c] / se
+        coef[c], var, n_used[c] = res
+        corner[c], signif[c] = largest_offset(coef[c], var, P)
     return ChannelShift(coef, frame, n_used, corner, signif)
 
 
 def _clipped_lsq(A: np.ndarray, b: np.ndarray, w: np.ndarray, star: np.ndarray, need: int,
-                 min_scale: float = 1e-6):
+                 min_scale: float = 1e-6, per_axis: bool = False):
     """Weighted least squares ``A p = b`` over the rows of the stars kept,
     with 3-sigma clipping of whole stars (``star``: each row's star);
     returns (p, covariance scaled by the scatter seen, no less than
-    ``min_scale``, kept stars) or None."""
+    ``min_scale``, kept stars) or None. The scatter is the robust spread of
+    the stars' (2-D) normalised residuals, or with ``per_axis`` that over
+    sqrt(2) (the spread along one axis)."""
     n = int(star.max()) + 1
     keep = np.ones(n, bool)
     p, cov = np.zeros(A.shape[1]), np.eye(A.shape[1])
@@ -218,7 +234,7 @@ def _clipped_lsq(A: np.ndarray, b: np.ndarray, w: np.ndarray, star: np.ndarray, 
             return None
         p = Ainv @ (Aw.T @ b[rows])
         chi = np.sqrt(np.bincount(star, weights=(b - A @ p) ** 2 * w, minlength=n))
-        scale = max(1.4826 * float(np.median(chi[keep])), min_scale)
+        scale = max(1.4826 * float(np.median(chi[keep])) / (np.sqrt(2.0) if per_axis else 1.0), min_scale)
         cov = Ainv * scale**2  # errors scaled by the scatter actually seen
         new = chi <= 3.0 * scale * np.sqrt(2.0)
         if np.array_equal(new, keep):
@@ -229,13 +245,17 @@ def _clipped_lsq(A: np.ndarray, b: np.ndarray, w: np.ndarray, star: np.ndarray, 
     return p, cov, int(keep.sum())
 
 
-def _fit_plane(u, v, d, wgt, need):
-    """Each axis's offset a plane in (u, v): (dy, dx) = coef @ (1, u, v)."""
+def fit_offset_plane(u, v, d, wgt, need, min_scale: float = 1e-6, per_axis: bool = False):
+    """Each axis's offset a plane in (u, v): (dy, dx) = coef @ (1, u, v), for
+    (N, 2) offsets ``d`` of weights ``wgt`` (:func:`_clipped_lsq`); returns
+    ((2, 3) coef, variance function, stars kept) or None with fewer than
+    ``need`` kept."""
     n = len(u)
     X = _poly_terms(u, v, 1)
     Z = np.zeros_like(X)
     A = np.vstack([np.hstack([X, Z]), np.hstack([Z, X])])  # (2N, 6): dy rows, then dx rows
-    res = _clipped_lsq(A, np.r_[d[:, 0], d[:, 1]], np.r_[wgt, wgt], np.r_[np.arange(n), np.arange(n)], need)
+    res = _clipped_lsq(A, np.r_[d[:, 0], d[:, 1]], np.r_[wgt, wgt], np.r_[np.arange(n), np.arange(n)], need,
+                       min_scale=min_scale, per_axis=per_axis)
     if res is None:
         return None
     p, cov, kept = res

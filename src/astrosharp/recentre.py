@@ -432,6 +432,8 @@ def _refit(table, reference: np.ndarray, sig: np.ndarray,
     y = np.array(table.y, float, copy=True)
     h, w = reference.shape[1:]
     fields: list[CentroidField | None] = [None] * reference.shape[0]
+    channel = np.asarray(table.channel)
+    flux = np.abs(np.nan_to_num(np.asarray(table.flux, float)))  # weighs neighbours (centroids)
     for c in range(reference.shape[0]):
         idx = _good_rows(table, c, STAR_SNR)
         idx = idx[np.argsort(-np.asarray(table.snr)[idx], kind="stable")][:STAR_MAX]
@@ -452,11 +454,9 @@ def _refit(table, reference: np.ndarray, sig: np.ndarray,
         x[idx[ok]], y[idx[ok]] = nx[ok], ny[ok]
         if centroids:
             good = idx[ok & (np.asarray(fit.fwhm) >= CENTROID_MIN_FWHM)]
-            mine = np.nonzero((np.asarray(table.channel) == c) & np.isfinite(x) & np.isfinite(y))[0]
-            others = np.stack([x[mine], y[mine], np.abs(np.nan_to_num(np.asarray(table.flux, float)[mine]))], axis=1)
-            cf = centroid_offset_field(reference, c, x[good], y[good], f, float(sig[c]), under,
-                                       flux=np.abs(np.nan_to_num(np.asarray(table.flux, float)[good])), others=others,
-                                       exclude=exclude)
+            mine = np.nonzero((channel == c) & np.isfinite(x) & np.isfinite(y))[0]
+            cf = centroid_offset_field(reference, c, x[good], y[good], f, float(sig[c]), under, flux=flux[good],
+                                       others=np.stack([x[mine], y[mine], flux[mine]], axis=1), exclude=exclude)
             fields[c] = cf
             if cf is not None and cf.significant:
                 d = cf.at(y[idx], x[idx])
@@ -605,14 +605,16 @@ def centroid_offset_field(reference: np.ndarray, c: int, x: np.ndarray, y: np.nd
     and the light's centroid towards the flare, by a few tenths of a pixel
     that grow across the field. Each star's centroid (:func:`star_centroids`,
     within ``CENTROID_RADIUS`` FWHM, on the input less the non-stellar
-    layer) is noisy, so the offsets are fitted as a plane (weighted least
-    squares, 3-sigma clipping, errors scaled by the scatter seen).
+    layer) is noisy, so the offsets are fitted as a plane
+    (:func:`astrosharp.chroma.fit_offset_plane`, as the channels' lateral
+    shift: weighted, 3-sigma clipped, errors scaled by the scatter seen
+    along an axis and no smaller than each star's own).
 
     ``exclude`` (H, W) bool marks pixels (calibration borders) no stamp may
     touch. Returns None when fewer than ``CENTROID_MIN_STARS`` stars can be
     measured.
     """
-    from .psf.measure import _poly_terms
+    from .chroma import fit_offset_plane, frame_probes, largest_offset
 
     h, w = reference.shape[1:]
     if len(x) < CENTROID_MIN_STARS:
@@ -636,36 +638,15 @@ def centroid_offset_field(reference: np.ndarray, c: int, x: np.ndarray, y: np.nd
     good = np.isfinite(cx) & np.isfinite(cy) & np.isfinite(se) & (np.hypot(cx, cy) < CENTROID_MAX_OFFSET)
     if good.sum() < CENTROID_MIN_STARS:
         return None
-    d = np.stack([cy[good], cx[good]], axis=1)
-    wgt = 1.0 / np.maximum(se[good], CENTROID_FLOOR) ** 2
-    frame = ((h - 1) / 2.0, (w - 1) / 2.0, max(0.5 * float(np.hypot(h, w)), 1.0))
-    X = _poly_terms((x[good] - frame[1]) / frame[2], (y[good] - frame[0]) / frame[2], 1)
-    keep = np.ones(len(d), bool)
-    sol, cov = np.zeros((3, 2)), np.eye(3)
-    for _ in range(5):
-        if keep.sum() < CENTROID_MIN_STARS:
-            return None
-        Xw = X[keep] * wgt[keep, None]
-        try:
-            Ainv = np.linalg.inv(X[keep].T @ Xw + 1e-12 * np.eye(3))
-        except np.linalg.LinAlgError:
-            return None
-        sol = Ainv @ (Xw.T @ d[keep])
-        chi = np.hypot(*(d - X @ sol).T) * np.sqrt(wgt)
-        scale = max(1.4826 * float(np.median(chi[keep])) / np.sqrt(2.0), 1.0)
-        cov = Ainv * scale ** 2
-        new = chi <= 3.0 * scale * np.sqrt(2.0)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    probe_y = np.array([0.0, 0.0, h - 1.0, h - 1.0, frame[0]])
-    probe_x = np.array([0.0, w - 1.0, 0.0, w - 1.0, frame[1]])
-    P = _poly_terms((probe_x - frame[1]) / frame[2], (probe_y - frame[0]) / frame[2], 1)
-    pred = P @ sol
-    mag = np.hypot(pred[:, 0], pred[:, 1])
-    k = int(np.argmax(mag))
-    se_k = float(np.sqrt(max(P[k] @ cov @ P[k], 1e-30)))
-    return CentroidField(sol.T.copy(), frame, int(keep.sum()), float(mag[k]), float(mag[k]) / se_k)
+    frame, P = frame_probes((h, w))
+    y0, x0, s = frame
+    res = fit_offset_plane((x[good] - x0) / s, (y[good] - y0) / s, np.stack([cy[good], cx[good]], axis=1),
+                           1.0 / np.maximum(se[good], CENTROID_FLOOR) ** 2, CENTROID_MIN_STARS,
+                           min_scale=1.0, per_axis=True)
+    if res is None:
+        return None
+    coef, var, kept = res
+    return CentroidField(coef, frame, kept, *largest_offset(coef, var, P))
 
 
 def _match(table, rows: np.ndarray, candidates: np.ndarray, radius: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
