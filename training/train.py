@@ -60,6 +60,10 @@ class TrainConfig:
     warmup_steps: int = 300
     total_steps: int = 20000
     restart_step: int = 0
+    # start a fresh run from another run's EMA weights (a checkpoint path),
+    # widened to this config's widths where they are larger (training.widen);
+    # the step counter starts at restart_step
+    init_from: str | None = None
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     flux_weight: float = 0.5
@@ -288,6 +292,14 @@ def train(
         step, elapsed, best = st["step"], st["elapsed"], st["best"]
         rng.bit_generator.state = st["rng"]
         print(f"resumed from {last_path} at step {step}", flush=True)
+    elif cfg.init_from:
+        from .widen import widen_state
+
+        wide, _ = widen_state(cfg.init_from, UNetConfig(**cfg.model))
+        model.load_state_dict(wide.state_dict())
+        ema.model.load_state_dict(wide.state_dict())
+        step = cfg.restart_step
+        print(f"started from {cfg.init_from} (widened to {cfg.model['widths']}) at step {step}", flush=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(asdict(cfg), f, indent=1)
     _log(out_dir, {"event": "start", "step": step, "params": count_params(model), "device": str(device),
