@@ -31,14 +31,12 @@ from .arch import UNet, UNetConfig, count_params
 __all__ = ["widen_state", "widen_model", "main"]
 
 
-def _new_weight(shape: tuple[int, ...], transposed: bool) -> torch.Tensor:
-    """He-normal weights of a layer of this shape (ReLU gain, fan-in)."""
+def _new_weight(shape: tuple[int, ...]) -> torch.Tensor:
+    """Weights of a layer of this shape initialised as :class:`UNet` does
+    (He-normal for ReLU, PyTorch's fan-in of the weight tensor)."""
     w = torch.empty(shape)
-    if transposed:  # ConvTranspose2d: (in, out, kh, kw); fan-in is in * kh * kw
-        fan_in = shape[0] * shape[2] * shape[3]
-    else:
-        fan_in = shape[1] * shape[2] * shape[3]
-    return w.normal_(0.0, (2.0 / fan_in) ** 0.5)
+    nn.init.kaiming_normal_(w, nonlinearity="relu")
+    return w
 
 
 def widen_model(src: UNet, cfg: UNetConfig, seed: int = 0) -> UNet:
@@ -65,7 +63,7 @@ def widen_model(src: UNet, cfg: UNetConfig, seed: int = 0) -> UNet:
             if transposed:  # (in, out, kh, kw)
                 n_in, n_out = w_old.shape[0], w_old.shape[1]
                 w = torch.zeros_like(mod.weight)
-                new_out = _new_weight(tuple(mod.weight.shape), True)
+                new_out = _new_weight(tuple(mod.weight.shape))
                 w[:, n_out:] = new_out[:, n_out:]
                 w[:n_in, :n_out] = w_old
             else:  # (out, in, kh, kw)
@@ -73,7 +71,7 @@ def widen_model(src: UNet, cfg: UNetConfig, seed: int = 0) -> UNet:
                 w = torch.zeros_like(mod.weight)
                 residual_out = name.endswith(".c2")
                 if not residual_out:
-                    w[n_out:] = _new_weight(tuple(mod.weight.shape), False)[n_out:]
+                    w[n_out:] = _new_weight(tuple(mod.weight.shape))[n_out:]
                 w[:n_out, :n_in] = w_old
             mod.weight.copy_(w)
             b = torch.zeros_like(mod.bias)
