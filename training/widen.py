@@ -80,11 +80,17 @@ def widen_model(src: UNet, cfg: UNetConfig, seed: int = 0) -> UNet:
     return dst
 
 
-def widen_state(checkpoint: str, cfg: UNetConfig, seed: int = 0) -> tuple[UNet, dict[str, Any]]:
-    """The widened network of a checkpoint's EMA weights, and the checkpoint."""
+def _source(checkpoint: str) -> tuple[UNet, dict[str, Any]]:
+    """The network of a checkpoint's EMA weights, and the checkpoint."""
     st = torch.load(checkpoint, map_location="cpu", weights_only=False)
     src = UNet(UNetConfig(**st["config"]["model"]))
     src.load_state_dict(st["ema"])
+    return src, st
+
+
+def widen_state(checkpoint: str, cfg: UNetConfig, seed: int = 0) -> tuple[UNet, dict[str, Any]]:
+    """The widened network of a checkpoint's EMA weights, and the checkpoint."""
+    src, st = _source(checkpoint)
     return widen_model(src, cfg, seed), st
 
 
@@ -101,9 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     cfg = load_config(a.config)
     ucfg = UNetConfig(**cfg.model)
-    model, st = widen_state(a.checkpoint, ucfg, a.seed)
-    src = UNet(UNetConfig(**st["config"]["model"]))
-    src.load_state_dict(st["ema"])
+    src, st = _source(a.checkpoint)
+    model = widen_model(src, ucfg, a.seed)
     src.eval()
     model.eval()
     x = torch.randn(2, ucfg.in_channels, 64, 64)

@@ -115,9 +115,7 @@ class ChannelShift:
 
     def at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """(C, 2, N) offsets (dy, dx) at points."""
-        y0, x0, s = self.frame
-        V = _poly_terms((np.ravel(x) - x0) / s, (np.ravel(y) - y0) / s, 1)  # (N, 3)
-        return np.einsum("cka,na->ckn", self.coef, V)
+        return plane_at(self.coef, self.frame, y, x)
 
     def describe(self) -> str:
         names = "RGB" if len(self.coef) == 3 else [str(i) for i in range(len(self.coef))]
@@ -131,6 +129,14 @@ class ChannelShift:
 def _frame(shape: tuple[int, int]) -> tuple[float, float, float]:
     h, w = shape
     return (h - 1) / 2.0, (w - 1) / 2.0, max(0.5 * float(np.hypot(h, w)), 1.0)
+
+
+def plane_at(coef: np.ndarray, frame: tuple[float, float, float], y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Offset planes ``coef`` (..., 2, 3) of ``frame`` (:func:`frame_probes`)
+    evaluated at points: (..., 2, N) offsets (dy, dx)."""
+    y0, x0, s = frame
+    V = _poly_terms((np.ravel(x) - x0) / s, (np.ravel(y) - y0) / s, 1)  # (N, 3)
+    return np.einsum("...ka,na->...kn", coef, V)
 
 
 def frame_probes(shape: tuple[int, int]) -> tuple[tuple[float, float, float], np.ndarray]:
@@ -212,15 +218,18 @@ def measure_channel_shift(stars, shape: tuple[int, int], channels: int, referenc
     return ChannelShift(coef, frame, n_used, corner, signif)
 
 
-def _clipped_lsq(A: np.ndarray, b: np.ndarray, w: np.ndarray, star: np.ndarray, need: int,
+def _clipped_lsq(A: np.ndarray, d: np.ndarray, wgt: np.ndarray, need: int,
                  min_scale: float = 1e-6, per_axis: bool = False):
-    """Weighted least squares ``A p = b`` over the rows of the stars kept,
-    with 3-sigma clipping of whole stars (``star``: each row's star);
-    returns (p, covariance scaled by the scatter seen, no less than
-    ``min_scale``, kept stars) or None. The scatter is the robust spread of
-    the stars' (2-D) normalised residuals, or with ``per_axis`` that over
-    sqrt(2) (the spread along one axis)."""
-    n = int(star.max()) + 1
+    """Weighted least squares ``A p = (d_y, d_x)`` for the (N, 2) offsets
+    ``d`` of N stars of weights ``wgt`` (``A``: (2N, k), the dy rows then
+    the dx rows), with 3-sigma clipping of whole stars; returns (p,
+    covariance scaled by the scatter seen, no less than ``min_scale``, kept
+    stars) or None. The scatter is the robust spread of the stars' (2-D)
+    normalised residuals, or with ``per_axis`` that over sqrt(2) (the spread
+    along one axis)."""
+    n = len(d)
+    b, w = np.r_[d[:, 0], d[:, 1]], np.r_[wgt, wgt]
+    star = np.r_[np.arange(n), np.arange(n)]  # each row's star
     keep = np.ones(n, bool)
     p, cov = np.zeros(A.shape[1]), np.eye(A.shape[1])
     for _ in range(5):
@@ -250,12 +259,10 @@ def fit_offset_plane(u, v, d, wgt, need, min_scale: float = 1e-6, per_axis: bool
     (N, 2) offsets ``d`` of weights ``wgt`` (:func:`_clipped_lsq`); returns
     ((2, 3) coef, variance function, stars kept) or None with fewer than
     ``need`` kept."""
-    n = len(u)
     X = _poly_terms(u, v, 1)
     Z = np.zeros_like(X)
     A = np.vstack([np.hstack([X, Z]), np.hstack([Z, X])])  # (2N, 6): dy rows, then dx rows
-    res = _clipped_lsq(A, np.r_[d[:, 0], d[:, 1]], np.r_[wgt, wgt], np.r_[np.arange(n), np.arange(n)], need,
-                       min_scale=min_scale, per_axis=per_axis)
+    res = _clipped_lsq(A, d, wgt, need, min_scale=min_scale, per_axis=per_axis)
     if res is None:
         return None
     p, cov, kept = res
@@ -276,8 +283,7 @@ def _fit_radial(u, v, d, wgt, need):
     A = np.vstack([np.column_stack([one, zero, v]), np.column_stack([zero, one, u])])  # (a_y, a_x, m)
     # a few stars' scatter says little about the errors: they are taken no
     # smaller than the fits' own (FWHM / S/N)
-    res = _clipped_lsq(A, np.r_[d[:, 0], d[:, 1]], np.r_[wgt, wgt], np.r_[np.arange(n), np.arange(n)], need,
-                       min_scale=1.0)
+    res = _clipped_lsq(A, d, wgt, need, min_scale=1.0)
     if res is None:
         return None
     p, cov, kept = res

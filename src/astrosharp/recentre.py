@@ -317,10 +317,7 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
         idx = idx[np.argsort(-np.asarray(table.snr)[idx])][:MAX_STARS]
         r = int(np.clip(np.ceil(1.5 * np.median(table.fwhm[idx])), 4, 15))
         x0, y0 = np.round(table.x[idx]).astype(int), np.round(table.y[idx]).astype(int)
-        inside = (x0 - r >= 0) & (x0 + r < w) & (y0 - r >= 0) & (y0 + r < h)
-        if exclude is not None:
-            inside &= ~np.array([exclude[y - r:y + r + 1, x - r:x + r + 1].any() if ok else True
-                                 for y, x, ok in zip(y0, x0, inside)])
+        inside = _stamps_inside(x0, y0, r, (h, w), exclude)
         idx, x0, y0 = idx[inside], x0[inside], y0[inside]
         if len(idx) < MIN_STARS:
             continue
@@ -363,6 +360,20 @@ def recentre_stars(stars: np.ndarray, table, sigma: np.ndarray, exclude: np.ndar
         for c, (n_c, k_c, m_c) in enumerate(each(move, range(c_n))):
             n_moved[c], n_round[c], moved[c] = n_c, k_c, m_c
     return stars, Recentring(offset, error, n_used, applied, n_moved, moved, too_sharp, n_round, cen)
+
+
+def _stamps_inside(x0: np.ndarray, y0: np.ndarray, r: int, shape: tuple[int, int],
+                   exclude: np.ndarray | None = None, r_exclude: int | None = None) -> np.ndarray:
+    """(N,) bool: stamps of half-size ``r`` about (x0, y0) that lie inside a
+    frame of ``shape`` and, with ``exclude`` (H, W) bool, whose half-size
+    ``r_exclude`` (default ``r``) part touches none of its pixels."""
+    h, w = shape
+    inside = (x0 - r >= 0) & (x0 + r < w) & (y0 - r >= 0) & (y0 + r < h)
+    if exclude is not None:
+        re_ = r if r_exclude is None else r_exclude
+        inside &= ~np.array([exclude[y - re_:y + re_ + 1, x - re_:x + re_ + 1].any() if ok else True
+                             for y, x, ok in zip(y0, x0, inside)], dtype=bool)
+    return inside
 
 
 def _good_fit(fit) -> np.ndarray:
@@ -442,7 +453,7 @@ def _refit(table, reference: np.ndarray, sig: np.ndarray,
         f = float(np.median(table.fwhm[idx]))
         r = int(np.clip(np.ceil(1.5 * f), 4, 15))
         x0, y0 = np.round(x[idx]).astype(int), np.round(y[idx]).astype(int)
-        inside = (x0 - r >= 0) & (x0 + r < w) & (y0 - r >= 0) & (y0 + r < h)
+        inside = _stamps_inside(x0, y0, r, (h, w))
         idx, x0, y0 = idx[inside], x0[inside], y0[inside]
         if len(idx) == 0:
             continue
@@ -496,10 +507,9 @@ class CentroidField:
 
     def at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """(2, N) offsets (dy, dx) at points."""
-        from .psf.measure import _poly_terms
+        from .chroma import plane_at
 
-        y0, x0, s = self.frame
-        return self.coef @ _poly_terms((np.ravel(x) - x0) / s, (np.ravel(y) - y0) / s, 1).T
+        return plane_at(self.coef, self.frame, y, x)
 
 
 def star_centroids(stamps: np.ndarray, fx: np.ndarray, fy: np.ndarray, radius: float,
@@ -588,7 +598,7 @@ def _neighbour_masks(x0: np.ndarray, y0: np.ndarray, r: int, flux: np.ndarray, o
         for j in near:
             ox, oy, of = others[j]
             if np.hypot(ox - x0[k], oy - y0[k]) < 1.0 or not of >= CENTROID_NEIGHBOUR * flux[k]:
-                continue  # the star itself
+                continue  # the star itself, or a neighbour too faint to matter
             masks[k] |= np.hypot(xx + x0[k] - ox, yy + y0[k] - oy) <= radius
     return masks
 
@@ -622,10 +632,7 @@ def centroid_offset_field(reference: np.ndarray, c: int, x: np.ndarray, y: np.nd
     rad = CENTROID_RADIUS * fwhm
     r = int(np.ceil(rad + fwhm))
     x0, y0 = np.round(x).astype(int), np.round(y).astype(int)
-    inside = (x0 - r >= 0) & (x0 + r < w) & (y0 - r >= 0) & (y0 + r < h)
-    if exclude is not None:  # no stamp on a calibration border
-        inside &= ~np.array([exclude[b - r:b + r + 1, a - r:a + r + 1].any() if ok else True
-                             for b, a, ok in zip(y0, x0, inside)], dtype=bool)
+    inside = _stamps_inside(x0, y0, r, (h, w), exclude)  # no stamp on a calibration border
     x, y, x0, y0 = x[inside], y[inside], x0[inside], y0[inside]
     if len(x) < CENTROID_MIN_STARS:
         return None
@@ -726,10 +733,7 @@ def _move_each_star(layer: np.ndarray, table, c: int, anchors: tuple[np.ndarray,
     rt = int(np.ceil(1.5 * rw))  # taper's outer radius
     m = max(r, rt)
     x0, y0 = np.round(table.x[idx]).astype(int), np.round(table.y[idx]).astype(int)
-    inside = (x0 - m >= 0) & (x0 + m < w) & (y0 - m >= 0) & (y0 + m < h)
-    if exclude is not None:
-        inside &= ~np.array([exclude[y - rt:y + rt + 1, x - rt:x + rt + 1].any() if ok else True
-                             for y, x, ok in zip(y0, x0, inside)])
+    inside = _stamps_inside(x0, y0, m, (h, w), exclude, rt)
     idx, judge, x0, y0 = idx[inside], judge[inside], x0[inside], y0[inside]
     if len(idx) == 0:
         return 0, 0, 0.0
