@@ -104,7 +104,10 @@ def write_manifest(
     """Write NAME.json beside NAME.onnx and return it."""
     cfg = st.get("config", {})
     curve = _curve(log_path)
-    ev = st.get("eval") or (curve[-1] if curve else {})
+    # the log's record of the checkpoint's step, where there is one (a log that
+    # joins several runs counts the hours from the first), else the checkpoint's own
+    ev = (next((c for c in reversed(curve) if c.get("step") == st.get("step")), None)
+          or st.get("eval") or (curve[-1] if curve else {}))
     name = os.path.splitext(os.path.basename(onnx_path))[0]
     try:
         from astrosharp import synth
