@@ -93,3 +93,23 @@ def test_extra_pools_each_with_its_own_size_and_mixture(tmp_path):
     path.write_text(json.dumps({"extra_pools": [{"seed": 3, "mixture": "manual"}]}))
     with pytest.raises(ValueError, match="needs seed and count"):
         _extra_pools(load_config(str(path)))
+
+
+def test_manifest_joins_logs_of_continued_runs(run_dir, tmp_path):
+    """A run continued from another's weights: the manifest's curve covers both
+    logs, the second one's hours counted on from the first's, and its
+    validation record is the log's record of the checkpoint's own step."""
+    model, st = load_weights(str(run_dir / "best_ema.pt"))
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text(json.dumps({"event": "eval", "step": 0, "hours": 2.5, "val_loss": 0.9}) + "\n"
+                       + json.dumps({"event": "train", "step": 0, "hours": 3.0}) + "\n")
+    onnx_path = tmp_path / "tiny.onnx"
+    err = export_onnx(model, str(onnx_path), check_size=32)
+    run_log = str(run_dir / "log.jsonl")
+    alone = write_manifest(str(onnx_path), model, st, run_log, err)
+    joined = write_manifest(str(onnx_path), model, st, [str(earlier), run_log], err)
+    assert [c["step"] for c in joined["validation_curve"]] == [0] + [c["step"] for c in alone["validation_curve"]]
+    assert joined["validation"]["step"] == st["step"]
+    assert joined["training"]["hours"] == pytest.approx(alone["training"]["hours"] + 3.0, abs=1e-3)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        write_manifest(str(onnx_path), model, st, [str(tmp_path / "missing.jsonl")], err)

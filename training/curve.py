@@ -3,6 +3,10 @@
 ::
 
     python -m training.curve runs/small/log.jsonl --csv docs/training_curve.csv --png docs/training_curve.png
+
+Several logs, in order, join the curves of a run continued from another's
+weights (the shipped model's: training/checkpoints/small-log.jsonl,
+wide-log.jsonl, wide3-log.jsonl).
 """
 
 from __future__ import annotations
@@ -10,18 +14,37 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+from collections.abc import Sequence
 
 COLUMNS = ("step", "hours", "val_loss", "psnr_u", "psnr_u_d1", "val_loss_d1", "flux_bias_median", "flux_abs_p90")
 
 
-def read_evals(log_path: str) -> list[dict]:
-    with open(log_path) as f:
-        return [r for r in map(json.loads, f) if r.get("event") == "eval"]
+def read_evals(log_paths: str | Sequence[str]) -> list[dict]:
+    """The ``eval`` records of one log, or of several joined in order (a run
+    continued from another's weights): each later log's hours are counted on
+    from the last hours the logs before it reached."""
+    paths = [log_paths] if isinstance(log_paths, str) else list(log_paths)
+    out: list[dict] = []
+    offset = 0.0
+    for path in paths:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"training log {path} not found")
+        last = 0.0
+        with open(path) as f:
+            for r in map(json.loads, f):
+                if isinstance(r.get("hours"), (int, float)):
+                    last = float(r["hours"])
+                    r["hours"] = last + offset
+                if r.get("event") == "eval":
+                    out.append(r)
+        offset += last
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.curve")
-    ap.add_argument("log")
+    ap.add_argument("log", nargs="+", help="log.jsonl of the run; several, in order, for a run continued from another's weights")
     ap.add_argument("--csv", required=True)
     ap.add_argument("--png", default=None)
     a = ap.parse_args(argv)

@@ -16,6 +16,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from astrosharp.nn import inputs as nn_inputs
 from astrosharp.nn.session import file_sha256
 
 from .arch import UNet, UNetConfig, count_params
+from .curve import read_evals
 
 __all__ = ["load_weights", "export_onnx", "write_manifest", "main", "MODEL_VERSION"]
 
@@ -81,23 +83,19 @@ def export_onnx(model: UNet, path: str, check_size: int = 64, seed: int = 0, x_c
     return err
 
 
-def _curve(log_path: str | None) -> list[dict[str, Any]]:
-    if not log_path or not os.path.exists(log_path):
+def _curve(log_paths: str | Sequence[str] | None) -> list[dict[str, Any]]:
+    """The validation records of the log(s), joined as :func:`training.curve.read_evals` does."""
+    if not log_paths:
         return []
-    out = []
-    with open(log_path) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("event") == "eval":
-                out.append({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k != "event"})
-    return out
+    return [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k != "event"}
+            for r in read_evals(log_paths)]
 
 
 def write_manifest(
     onnx_path: str,
     model: UNet,
     st: dict[str, Any],
-    log_path: str | None,
+    log_path: str | Sequence[str] | None,
     max_err: float,
     notes: str = "",
 ) -> dict[str, Any]:
@@ -163,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="best_ema.pt, last_ema.pt or last.pt of a run")
     ap.add_argument("--out", default="src/astrosharp/nn/models/astrosharp-small.onnx")
-    ap.add_argument("--log", default=None, help="the run's log.jsonl (validation curve for the manifest)")
+    ap.add_argument("--log", nargs="+", default=None,
+                    help="the run's log.jsonl (validation curve for the manifest); several logs, in order, for a "
+                         "run continued from another's weights (their hours add up)")
     ap.add_argument("--notes", default="")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
