@@ -113,3 +113,20 @@ def test_manifest_joins_logs_of_continued_runs(run_dir, tmp_path):
     assert joined["training"]["hours"] == pytest.approx(alone["training"]["hours"] + 3.0, abs=1e-3)
     with pytest.raises(FileNotFoundError, match="not found"):
         write_manifest(str(onnx_path), model, st, [str(tmp_path / "missing.jsonl")], err)
+
+
+def test_config_base_gives_the_keys_a_config_does_not_set(tmp_path):
+    from training.train import load_config
+
+    (tmp_path / "a.json").write_text(json.dumps({"lr": 3e-4, "total_steps": 100, "model": TINY}))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.json").write_text(json.dumps({"base": "../a.json", "lr": 1e-4}))
+    cfg = load_config(str(tmp_path / "sub" / "b.json"))
+    assert (cfg.lr, cfg.total_steps, cfg.model) == (1e-4, 100, TINY)
+    (tmp_path / "c.json").write_text(json.dumps({"base": "a.json", "lr_typo": 1.0}))
+    with pytest.raises(ValueError, match="unknown config keys"):
+        load_config(str(tmp_path / "c.json"))
+    (tmp_path / "d.json").write_text(json.dumps({"base": "e.json"}))
+    (tmp_path / "e.json").write_text(json.dumps({"base": "d.json"}))
+    with pytest.raises(ValueError, match="its own base"):
+        load_config(str(tmp_path / "d.json"))

@@ -78,9 +78,23 @@ class TrainConfig:
     batch: dict[str, Any] = field(default_factory=dict)
 
 
-def load_config(path: str) -> TrainConfig:
+def _read_config(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A config file's keys; with ``"base": "other.json"`` (relative to this
+    file's folder) those of the other file first, this file's keys replacing
+    them whole (a nested ``model`` or ``batch`` is replaced, not merged)."""
+    real = os.path.realpath(path)
+    if real in seen:
+        raise ValueError(f"config {path} is its own base (through {' -> '.join(seen)})")
     with open(path) as f:
         raw = json.load(f)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return {**_read_config(os.path.join(os.path.dirname(path), base), seen + (real,)), **raw}
+
+
+def load_config(path: str) -> TrainConfig:
+    raw = _read_config(path)
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(raw) - known
     if unknown:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .arch import UNet, UNetConfig, count_params
+from .export import load_weights
 
 __all__ = ["widen_state", "widen_model", "main"]
 
@@ -80,17 +81,9 @@ def widen_model(src: UNet, cfg: UNetConfig, seed: int = 0) -> UNet:
     return dst
 
 
-def _source(checkpoint: str) -> tuple[UNet, dict[str, Any]]:
-    """The network of a checkpoint's EMA weights, and the checkpoint."""
-    st = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    src = UNet(UNetConfig(**st["config"]["model"]))
-    src.load_state_dict(st["ema"])
-    return src, st
-
-
 def widen_state(checkpoint: str, cfg: UNetConfig, seed: int = 0) -> tuple[UNet, dict[str, Any]]:
     """The widened network of a checkpoint's EMA weights, and the checkpoint."""
-    src, st = _source(checkpoint)
+    src, st = load_weights(checkpoint)
     return widen_model(src, cfg, seed), st
 
 
@@ -107,10 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     cfg = load_config(a.config)
     ucfg = UNetConfig(**cfg.model)
-    src, st = _source(a.checkpoint)
-    model = widen_model(src, ucfg, a.seed)
-    src.eval()
-    model.eval()
+    src, st = load_weights(a.checkpoint)
+    model = widen_model(src, ucfg, a.seed).eval()  # the source comes in eval mode
     x = torch.randn(2, ucfg.in_channels, 64, 64)
     with torch.no_grad():
         err = float((model(x) - src(x)).abs().max())
