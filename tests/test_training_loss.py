@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.loss import centroid_term, total_loss  # noqa: E402
+from training.loss import centroid_term, noise_scaled_term, total_loss  # noqa: E402
 
 
 def _star(x0, y0, flux=5000.0, size=32, sigma=1.2):
@@ -74,6 +74,29 @@ def test_total_loss_adds_the_nonstellar_term_only_when_weighted():
     weighted, _ = total_loss(o, t, nonstellar_weight=5.0)
     assert parts["l_nonstellar"] > 0
     assert float(weighted - base) == pytest.approx(5.0 * parts["l_nonstellar"], rel=1e-5)
+
+
+def test_linear_term_counts_errors_as_the_photon_noise_does():
+    # one sigma too much costs 1 on the bare background and 1 / sqrt(1 + 300 / 30)
+    # on nebulosity of 300 sigma, where the faint domain makes it cost about 0.003
+    def cost(level):
+        t = torch.full((1, 3, 16, 16), level, dtype=torch.float64)
+        return float(noise_scaled_term(t + 1.0, t))
+
+    assert cost(0.0) == pytest.approx(1.0, rel=1e-4)
+    assert cost(300.0) == pytest.approx(1.0 / np.sqrt(11.0), rel=1e-4)
+    assert cost(-300.0) == pytest.approx(cost(300.0))  # a negative target is no excuse
+    # in total_loss it is taken on the sum of the layers, and added only when weighted
+    from astrosharp.nn.inputs import FAINT_SCALE
+
+    t = torch.zeros(1, 6, 16, 16, dtype=torch.float64)
+    t[:, 3:] = torch.asinh(torch.tensor(300.0 / FAINT_SCALE))
+    o = t.clone()
+    o[:, :3] = torch.asinh(torch.tensor(1.0 / FAINT_SCALE))  # the extra sigma in the stars layer
+    base, parts = total_loss(o, t)
+    weighted, _ = total_loss(o, t, linear_weight=0.25)
+    assert parts["l_linear"] == pytest.approx(1.0 / np.sqrt(11.0), rel=1e-3)
+    assert float(weighted - base) == pytest.approx(0.25 * parts["l_linear"], rel=1e-5)
 
 
 def test_mirror_edge_pads_like_the_engine():

@@ -41,6 +41,11 @@ class UNetConfig:
     split_head: bool = True
     residual_gain: float = 1.0
     gate_gain: float = 1.0
+    # under autocast (bf16 training), run the first convolution in float32: in
+    # bf16 the u_faint input of a 300-sigma nebula is rounded to about 3 % (9
+    # sigma), finer structure than that is invisible to the network (inference
+    # runs in float32 anyway; the exported graph is the same either way)
+    fp32_stem: bool = False
 
 
 class ResBlock(nn.Module):
@@ -95,7 +100,11 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u_faint = x[:, :NET_CHANNELS]
-        h = self.head(x)
+        if self.cfg.fp32_stem and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                h = self.head(x.float())
+        else:
+            h = self.head(x)
         skips = []
         for i, enc in enumerate(self.enc):
             h = enc(h)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from astrosharp.nn.inputs import BRIGHT_SCALE, FAINT_SCALE, NET_CHANNELS
 
-__all__ = ["charbonnier", "flux_term", "centroid_term", "total_loss"]
+__all__ = ["charbonnier", "flux_term", "centroid_term", "noise_scaled_term", "total_loss"]
 
 
 def charbonnier(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -61,13 +61,24 @@ def centroid_term(out_lin: torch.Tensor, tgt_lin: torch.Tensor, pool: int = 8, f
     return ((mx.abs() + my.abs()) / (mag + floor)).mean()
 
 
+def noise_scaled_term(out_lin: torch.Tensor, tgt_lin: torch.Tensor, scale: float = 30.0) -> torch.Tensor:
+    """Charbonnier on ``(out - target) / sqrt(1 + |target| / scale)`` (linear, in noise sigmas).
+
+    The divisor grows like the photon noise of bright structure: a one-sigma
+    error on 300-sigma nebulosity costs about 0.3, where the compressed
+    domains (faint, mid) make it cost about 0.01, although the image's squared
+    error (its PSNR) is made there.
+    """
+    return charbonnier((out_lin - tgt_lin) / torch.sqrt(1.0 + tgt_lin.abs() / scale))
+
+
 #: the non-stellar term's domain, ``asinh(x / MID_SCALE)`` (x in noise sigmas)
 MID_SCALE = 30.0
 
 
 def total_loss(out_u: torch.Tensor, tgt_u: torch.Tensor, flux_weight: float = 0.5,
                bright_weight: float = 0.0, centroid_weight: float = 0.0,
-               nonstellar_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+               nonstellar_weight: float = 0.0, linear_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of a batch of outputs (B, 6, h, w) against targets, both u_faint.
 
     Charbonnier on each layer and on the sum of the layers (re-compressed),
@@ -79,7 +90,9 @@ def total_loss(out_u: torch.Tensor, tgt_u: torch.Tensor, flux_weight: float = 0.
     plus ``nonstellar_weight`` times Charbonnier on the non-stellar layer in
     the mid domain (``asinh(x / MID_SCALE)``): in the faint domain an error of
     one sigma on nebulosity of 300 sigma costs a hundredth of what it costs on
-    the background, while the image's squared error (its PSNR) is made there.
+    the background, while the image's squared error (its PSNR) is made there;
+    plus ``linear_weight`` times :func:`noise_scaled_term` on the sum of the
+    layers.
     Returns the scalar loss and its parts (for the log).
     """
     out_u = out_u.float()
@@ -102,6 +115,9 @@ def total_loss(out_u: torch.Tensor, tgt_u: torch.Tensor, flux_weight: float = 0.
     l_nonstellar = charbonnier(torch.asinh(o_ns / MID_SCALE) - torch.asinh(t_ns / MID_SCALE))
     if nonstellar_weight:
         loss = loss + nonstellar_weight * l_nonstellar
+    l_linear = noise_scaled_term(o_sum, t_sum)
+    if linear_weight:
+        loss = loss + linear_weight * l_linear
     parts = {
         "l_u": float(l_u.detach()),
         "l_total": float(l_total.detach()),
@@ -110,5 +126,6 @@ def total_loss(out_u: torch.Tensor, tgt_u: torch.Tensor, flux_weight: float = 0.
         "l_bright": float(l_bright.detach()),
         "l_centroid": float(l_centroid.detach()),
         "l_nonstellar": float(l_nonstellar.detach()),
+        "l_linear": float(l_linear.detach()),
     }
     return loss, parts

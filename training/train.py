@@ -70,6 +70,7 @@ class TrainConfig:
     bright_weight: float = 0.0
     centroid_weight: float = 0.0  # training.loss.centroid_term on the stars layer
     nonstellar_weight: float = 0.0  # Charbonnier on the non-stellar layer in the mid domain (training.loss)
+    linear_weight: float = 0.0  # training.loss.noise_scaled_term on the sum of the layers
     threads: int = 2
     log_every: int = 25
     eval_every: int = 500
@@ -345,7 +346,7 @@ def train(
         with _autocast(device):
             o = model(xt)
         loss, parts = total_loss(o, yt, cfg.flux_weight, cfg.bright_weight, cfg.centroid_weight,
-                                  cfg.nonstellar_weight)
+                                  cfg.nonstellar_weight, cfg.linear_weight)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             skipped += 1
