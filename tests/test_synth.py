@@ -205,6 +205,24 @@ def test_small_mixture_has_undersampled_stars():
     assert min(seen) < 1.5  # below the default mixture's range
 
 
+def test_bright_mixture_has_nebulae_far_above_the_default_range():
+    # the default mixture's nebulae stop at 400 sigma (99.9th percentile); deep
+    # stacks of bright objects hold thousands, which the bright mixture brings
+    def peaks(mix):
+        out = []
+        for i in range(8):
+            ex = synth.training_example(np.random.default_rng([31, i]), size=64, channels=1, mix=mix)
+            ns = (ex["target_nonstellar"] - ex["background"]) / ex["sigma"][:, None, None]
+            out.append(float(np.percentile(ns, 99.9)))
+        return np.array(out)
+
+    bright, default = peaks("bright"), peaks("default")
+    assert np.median(bright) > 5 * max(np.median(default), 50.0)
+    assert np.sum(bright > 400.0) >= 4
+    ex = synth.training_example(np.random.default_rng([31, 0]), size=64, channels=3, mix="bright")
+    assert float(ex["saturation"]) > 2 * (ex["target_nonstellar"] - ex["background"]).max()  # nebulae unclipped
+
+
 def test_fixed_case_is_reproducible_and_has_truth():
     a = synth.make_case("stars_mono", seed=0, size=128)
     b = synth.make_case("stars_mono", seed=0, size=128)
@@ -229,6 +247,7 @@ def test_control_mixtures():
     co, bench = rates("default")
     assert co == pytest.approx(0.20, abs=0.02) and bench == pytest.approx(0.30, abs=0.02)
     assert rates("small") == (co, bench)  # the small mixture's controls are the default's
+    assert rates("bright") == (co, bench)
     co, bench = rates("correct")
     assert co == pytest.approx(0.50, abs=0.025) and bench == pytest.approx(0.20, abs=0.02)
     with pytest.raises(ValueError, match="mix must be one of"):

@@ -174,6 +174,8 @@ def make_scene(
     star_density: float | tuple[float, float] = (3e-4, 4e-3),
     stars: bool = True,
     bright_star: bool | None = None,
+    nebula_peak: tuple[float, float] = (5.0, 400.0),
+    galaxy_peak: tuple[float, float] = (10.0, 1000.0),
 ) -> Scene:
     """A random sky.
 
@@ -192,6 +194,9 @@ def make_scene(
     star_density : stars per pixel (value or log-uniform range).
     stars : False removes all stars (a star-free nebula or galaxy field).
     bright_star : force (True) or forbid (False) a bright, possibly saturated star.
+    nebula_peak, galaxy_peak : range (noise sigmas, log-uniform) of a nebula's
+        99.9th percentile and of a galaxy's brightness; the upper end at most
+        half the saturation.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown scene kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -202,9 +207,10 @@ def make_scene(
     sky = np.zeros((channels,) + canvas)
     if kind in ("galaxies", "mixed") and (kind == "galaxies" or rng.random() < 0.5):
         count = max(1, int(rng.poisson(h * w / 6e3))) if kind == "galaxies" else max(1, int(rng.poisson(h * w / 3e4)))
-        _add_galaxies(sky, rng, count, (10 * sigma, min(1000 * sigma, 0.5 * sat)), (1.5, max(3.0, min(h, w) / 5)))
+        levels = (galaxy_peak[0] * sigma, min(galaxy_peak[1] * sigma, 0.5 * sat))
+        _add_galaxies(sky, rng, count, levels, (1.5, max(3.0, min(h, w) / 5)))
     if kind == "nebula" or (kind == "mixed" and rng.random() < 0.7):
-        _add_nebula(sky, rng, (5 * sigma, min(400 * sigma, 0.5 * sat)))
+        _add_nebula(sky, rng, (nebula_peak[0] * sigma, min(nebula_peak[1] * sigma, 0.5 * sat)))
     xs, ys, fl = [], [], []
     if stars and kind != "empty":
         dens = star_density if np.isscalar(star_density) else float(np.exp(rng.uniform(*np.log(star_density))))

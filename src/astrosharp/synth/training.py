@@ -22,7 +22,7 @@ CONTROL_NAMES = ("sharpen_stars", "adjust_halos", "sharpen_nonstellar", "correct
 BENCH_CONTROLS = (1.0, 0.0, 0.5, 0.0)
 
 
-MIXES = ("default", "correct", "manual", "small", "starless")
+MIXES = ("default", "correct", "manual", "small", "starless", "bright")
 """Example mixtures: ``default`` (the shipped model's), ``correct`` (a
 fine-tuning mixture weighted towards correct-only on elongated and trailed
 stars, where the network was weakest), ``manual`` (star-free nebulae and
@@ -36,11 +36,19 @@ true PSF nearly matches the round Moffat the manual diameter stands for:
 ellipticity under 0.1, beta 2 to 4.5, mild aberrations in a fifth of the
 items, no trails; the ``manual`` mixture's true PSFs are often elongated,
 aberrated or trailed, which the network cannot see there, and it learned to
-sharpen star-free images less than a near-round PSF allows)."""
+sharpen star-free images less than a near-round PSF allows), ``bright``
+(the default mixture's PSFs and controls on nebulae and galaxies, with or
+without stars, 10 to 30 times brighter: nebulae of 100 to 5000 noise sigma
+and galaxies up to 20000, as in deep stacks of bright objects, where the
+default mixture stops at 400 and 1000)."""
+
+#: nebula and galaxy brightness ranges (noise sigmas) of the ``bright`` mixture
+BRIGHT_NEBULA_PEAK = (100.0, 5000.0)
+BRIGHT_GALAXY_PEAK = (100.0, 20000.0)
 
 #: source FWHM range (px) of each mixture's PSFs
 FWHM_RANGES = {"default": (1.5, 8.0), "correct": (1.5, 8.0), "manual": (1.5, 8.0), "small": (0.7, 2.2),
-               "starless": (1.5, 8.0)}
+               "starless": (1.5, 8.0), "bright": (1.5, 8.0)}
 #: a manual PSF diameter stands for a round Moffat: the mixtures where the network is handed one
 MANUAL_MIXES = ("manual", "starless")
 
@@ -48,11 +56,11 @@ MANUAL_MIXES = ("manual", "starless")
 def sample_controls(rng: np.random.Generator, mix: str = "default") -> SharpenParams:
     """Controls for one example.
 
-    ``default``: the bench setting 30 % of the time, correct-only 20 %,
+    ``default`` (and ``small``, ``bright``): the bench setting 30 % of the time, correct-only 20 %,
     otherwise uniform over the ranges (halos 0 for 40 %). ``correct``: the
     bench setting 20 %, correct-only 50 %, uniform 30 %.
     """
-    p_bench, p_correct = (0.30, 0.20) if mix in ("default", "small") else (0.20, 0.50)
+    p_bench, p_correct = (0.30, 0.20) if mix in ("default", "small", "bright") else (0.20, 0.50)
     u = rng.random()
     if u < p_bench:
         return SharpenParams(sharpen_stars=1.0, adjust_halos=0.0, sharpen_nonstellar=0.5)
@@ -95,7 +103,9 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
     S = int(size)
-    sigma = float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3))))
+    # (the bright mixture's noise is lower, so its bright structure stays under half the saturation)
+    lo, hi = (1e-5, 1e-4) if mix == "bright" else (1e-4, 3e-3)
+    sigma = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     level = float(rng.uniform(5, 200)) * sigma
     sat = 1.0 if rng.random() < 0.6 else float(rng.uniform(0.3, 1.0))
     u = rng.random()
@@ -103,15 +113,19 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
         # the manual PSF's use: star-free nebulae and galaxies
         kind = "nebula" if u < 0.6 else "galaxies" if u < 0.85 else "mixed"
         stars = False
+    elif mix == "bright":
+        kind = "nebula" if u < 0.5 else "galaxies" if u < 0.7 else "mixed"
+        stars = rng.random() > 0.3
     else:
         kind = "stars" if u < 0.28 else "cluster" if u < 0.36 else "galaxies" if u < 0.52 else "nebula" if u < 0.76 else "mixed"
         stars = rng.random() > 0.12
-    scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars)
+    levels = dict(nebula_peak=BRIGHT_NEBULA_PEAK, galaxy_peak=BRIGHT_GALAXY_PEAK) if mix == "bright" else {}
+    scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars, **levels)
     aberr = rng.random() < (0.2 if mix == "starless" else 0.45)
     beta = (2.0, 4.5) if mix == "starless" else (1.5, 6.0)
     if mix == "starless":
         trail, ell = 0.0, (0.0, 0.1)
-    elif mix in ("default", "manual", "small"):
+    elif mix in ("default", "manual", "small", "bright"):
         trail = float(rng.uniform(2, 10)) if rng.random() < 0.15 else 0.0
         ell = (0.0, 0.45) if rng.random() < 0.5 else (0.0, 0.1)
     else:
