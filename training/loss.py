@@ -65,9 +65,10 @@ def noise_scaled_term(out_lin: torch.Tensor, tgt_lin: torch.Tensor, scale: float
     """Charbonnier on ``(out - target) / sqrt(1 + |target| / scale)`` (linear, in noise sigmas).
 
     The divisor grows like the photon noise of bright structure: a one-sigma
-    error on 300-sigma nebulosity costs about 0.3, where the compressed
-    domains (faint, mid) make it cost about 0.01, although the image's squared
-    error (its PSNR) is made there.
+    error on 300-sigma nebulosity costs about 0.3 (1 on the background), where
+    the compressed domains (faint, mid) make it cost about 0.003 (1/3 and 1/30
+    on the background), although the image's squared error (its PSNR) is made
+    there.
     """
     return charbonnier((out_lin - tgt_lin) / torch.sqrt(1.0 + tgt_lin.abs() / scale))
 

@@ -79,10 +79,19 @@ class TrainConfig:
     batch: dict[str, Any] = field(default_factory=dict)
 
 
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: nested dicts (``model``, ``batch``) key by key, anything else whole."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _read_config(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """A config file's keys; with ``"base": "other.json"`` (relative to this
-    file's folder) those of the other file first, this file's keys replacing
-    them whole (a nested ``model`` or ``batch`` is replaced, not merged)."""
+    file's folder) those of the other file first, this file's keys on top (a
+    nested ``model`` or ``batch`` key by key; a list such as ``extra_pools``
+    is replaced whole)."""
     real = os.path.realpath(path)
     if real in seen:
         raise ValueError(f"config {path} is its own base (through {' -> '.join(seen)})")
@@ -91,7 +100,7 @@ def _read_config(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     base = raw.pop("base", None)
     if base is None:
         return raw
-    return {**_read_config(os.path.join(os.path.dirname(path), base), seen + (real,)), **raw}
+    return _merged(_read_config(os.path.join(os.path.dirname(path), base), seen + (real,)), raw)
 
 
 def load_config(path: str) -> TrainConfig:

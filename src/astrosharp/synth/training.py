@@ -42,9 +42,13 @@ without stars, 10 to 30 times brighter: nebulae of 100 to 5000 noise sigma
 and galaxies up to 20000, as in deep stacks of bright objects, where the
 default mixture stops at 400 and 1000)."""
 
-#: nebula and galaxy brightness ranges (noise sigmas) of the ``bright`` mixture
-BRIGHT_NEBULA_PEAK = (100.0, 5000.0)
-BRIGHT_GALAXY_PEAK = (100.0, 20000.0)
+#: scene brightness ranges (noise sigmas, :func:`~astrosharp.synth.scene.make_scene`)
+#: of the mixtures that differ from its defaults (nebulae 5 to 400, galaxies 10 to 1000)
+SCENE_LEVELS = {"bright": {"nebula_peak": (100.0, 5000.0), "galaxy_peak": (100.0, 20000.0)}}
+#: noise range (log-uniform, image units) of each mixture; the bright mixture's
+#: is lower, so that its bright structure stays under half the saturation
+NOISE_RANGES = {"default": (1e-4, 3e-3), "correct": (1e-4, 3e-3), "manual": (1e-4, 3e-3), "small": (1e-4, 3e-3),
+                "starless": (1e-4, 3e-3), "bright": (1e-5, 1e-4)}
 
 #: source FWHM range (px) of each mixture's PSFs
 FWHM_RANGES = {"default": (1.5, 8.0), "correct": (1.5, 8.0), "manual": (1.5, 8.0), "small": (0.7, 2.2),
@@ -103,9 +107,7 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
     S = int(size)
-    # (the bright mixture's noise is lower, so its bright structure stays under half the saturation)
-    lo, hi = (1e-5, 1e-4) if mix == "bright" else (1e-4, 3e-3)
-    sigma = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    sigma = float(np.exp(rng.uniform(*np.log(NOISE_RANGES[mix]))))
     level = float(rng.uniform(5, 200)) * sigma
     sat = 1.0 if rng.random() < 0.6 else float(rng.uniform(0.3, 1.0))
     u = rng.random()
@@ -119,8 +121,8 @@ def training_example(rng: np.random.Generator, size: int = 128, channels: int = 
     else:
         kind = "stars" if u < 0.28 else "cluster" if u < 0.36 else "galaxies" if u < 0.52 else "nebula" if u < 0.76 else "mixed"
         stars = rng.random() > 0.12
-    levels = dict(nebula_peak=BRIGHT_NEBULA_PEAK, galaxy_peak=BRIGHT_GALAXY_PEAK) if mix == "bright" else {}
-    scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars, **levels)
+    scene = make_scene((S, S), channels, rng, kind=kind, sigma=sigma, saturation=sat, margin=32, stars=stars,
+                       **SCENE_LEVELS.get(mix, {}))
     aberr = rng.random() < (0.2 if mix == "starless" else 0.45)
     beta = (2.0, 4.5) if mix == "starless" else (1.5, 6.0)
     if mix == "starless":
